@@ -1,0 +1,25 @@
+"""Shared, reference-counted aiohttp sessions for classes that wrap HTTP APIs.
+
+Subclass ``AbstractSessionContainer``, decorate async methods with ``@attach_session``, and every
+container that talks to the same site shares one ``ClientSession`` through a ``SessionRegistry``.
+"""
+
+from ._container import AbstractSessionContainer
+from ._decorators import attach_named_session, attach_session
+from ._registry import SessionLease, SessionRegistry, default_registry
+from ._request import ResponseContext
+from ._stats import RegistryStats, SessionStats
+
+__version__ = "1.0.0"
+
+__all__ = (
+    "AbstractSessionContainer",
+    "RegistryStats",
+    "ResponseContext",
+    "SessionLease",
+    "SessionRegistry",
+    "SessionStats",
+    "attach_named_session",
+    "attach_session",
+    "default_registry",
+)

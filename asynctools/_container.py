@@ -1,0 +1,224 @@
+"""AbstractSessionContainer: a base class for API wrappers that share sessions through a registry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any, TypeVar
+
+from aiohttp import ClientSession
+from yarl import URL
+
+from ._keys import make_key, parse_url
+from ._pool import LoopPool
+from ._registry import SessionRegistry, default_registry
+from ._request import PooledRequest, ResponseContext
+
+__all__ = ("AbstractSessionContainer",)
+
+_C = TypeVar("_C", bound="AbstractSessionContainer")
+
+
+class _Done:
+    """What ``start_session()`` and ``close_session()`` return.
+
+    The work is done when they are called, so plain calls (as the 0.1.3 README wrote them) work;
+    awaiting (as 0.1.3's ``async def`` versions required) waits for a session being closed, if any.
+    Not a coroutine, so forgetting to await it warns about nothing and leaks nothing.
+    """
+
+    __slots__ = ("_closing",)
+
+    def __init__(self, closing: asyncio.Task[None] | None = None) -> None:
+        self._closing = closing
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if self._closing is not None:
+            yield from asyncio.shield(self._closing).__await__()
+
+
+class AbstractSessionContainer:
+    """Base class for objects that make HTTP requests through a shared ``aiohttp.ClientSession``.
+
+    Subclass it and decorate async methods with ``@attach_session``: each call gets a ``session``
+    argument. Inside ``async with container:`` (or between ``start_session()`` and
+    ``close_session()``) every call uses one session acquired from the registry; outside, each call
+    acquires one for its own duration. Containers with the same origin (from *base_url*) and the same
+    *session_kwargs* share one session, and so one connection pool and one cookie jar.
+
+    *base_url* may also be set as a class attribute; relative URLs given to the request helpers
+    (``get``, ``post``, ...) are resolved against it. *session_kwargs* are ``aiohttp.ClientSession``'s
+    own (``headers=``, ``timeout=``, ``raise_for_status=``...). *registry* defaults to
+    ``default_registry``. A *session* passed in is borrowed: used as it is, never closed or released.
+    Constructing a container needs no event loop and creates no session.
+
+    Raises ``TypeError`` for a *base_url* that is not a str or URL, a *registry* that is not a
+    ``SessionRegistry``, a *session* that is not a ``ClientSession`` or a keyword ``ClientSession`` does
+    not accept; ``ValueError`` for a *base_url* without a host or with a scheme other than http, https,
+    ws or wss.
+
+        class GitHub(AbstractSessionContainer):
+            base_url = "https://api.github.com"
+
+            @attach_session
+            async def user(self, name, session=None):
+                async with session.get(f"https://api.github.com/users/{name}") as resp:
+                    return await resp.json()
+
+        async with GitHub() as github:
+            users = await asyncio.gather(*(github.user(n) for n in names))
+    """
+
+    base_url: str | URL | None = None
+
+    # Class-level defaults keep the hot path to plain attribute reads.
+    _asynctools_session: ClientSession | None = None  # borrowed or attached
+    _asynctools_borrowed = False
+    _asynctools_depth = 0
+    _asynctools_pool: LoopPool | None = None
+
+    def __init__(
+        self,
+        base_url: str | URL | None = None,
+        *,
+        registry: SessionRegistry | None = None,
+        session: ClientSession | None = None,
+        **session_kwargs: Any,
+    ) -> None:
+        if registry is None:
+            registry = default_registry
+        elif not isinstance(registry, SessionRegistry):
+            raise TypeError(f"registry must be a SessionRegistry, not {registry!r}")
+        if session is not None and not isinstance(session, ClientSession):
+            raise TypeError(f"session must be an aiohttp.ClientSession to borrow, or None, not {session!r}")
+        url = parse_url(base_url if base_url is not None else type(self).base_url)
+        key = make_key(url, session_kwargs)
+        self.base_url = url
+        # Relative URLs are resolved under the base path: "https://h/v3" + "users" is "https://h/v3/users".
+        self._asynctools_join_base = (
+            url if url is None or url.path.endswith("/") else url.with_path(url.path + "/")
+        )
+        self._asynctools_registry = registry
+        self._asynctools_key = key
+        if session is not None:
+            self._asynctools_session = session
+            self._asynctools_borrowed = True
+
+    def __repr__(self) -> str:
+        state = "borrowed" if self._asynctools_borrowed else "attached" if self.session else "detached"
+        return f"<{type(self).__name__} base_url={self.base_url!s} session {state}>"
+
+    @property
+    def session(self) -> ClientSession | None:
+        """The session every decorated call uses now (attached or borrowed), or ``None``."""
+        return self._asynctools_session
+
+    @property
+    def registry(self) -> SessionRegistry:
+        """The registry this container acquires its sessions from."""
+        return self._asynctools_registry
+
+    # -- attaching ----------------------------------------------------------------------------------
+
+    def _attach(self) -> None:
+        if self._asynctools_borrowed:
+            return
+        if self._asynctools_depth == 0:
+            pool = self._asynctools_registry._pool()
+            self._asynctools_session = pool.acquire(self._asynctools_key)
+            self._asynctools_pool = pool
+        self._asynctools_depth += 1
+
+    def _detach(self) -> asyncio.Task[None] | None:
+        if self._asynctools_borrowed or self._asynctools_depth == 0:
+            return None
+        self._asynctools_depth -= 1
+        if self._asynctools_depth:
+            return None
+        pool, session = self._asynctools_pool, self._asynctools_session
+        assert pool is not None and session is not None
+        self._asynctools_pool = self._asynctools_session = None
+        return pool.release(session)
+
+    async def __aenter__(self: _C) -> _C:
+        """Attach a session from the registry (nested entries share one) and return the container."""
+        self._attach()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Release the session when the outermost ``async with`` ends."""
+        await _Done(self._detach())
+
+    def start_session(self) -> _Done:
+        """Attach a session, as ``async with`` does; pair each call with one ``close_session()``.
+
+        Works as a plain call or awaited. Raises ``RuntimeError`` outside a running event loop.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "start_session() needs a running event loop; call it from a coroutine"
+            ) from None
+        self._attach()
+        return _Done()
+
+    def close_session(self) -> _Done:
+        """Release the session taken by the matching ``start_session()``; nothing to do if none.
+
+        Works as a plain call (the release happens at once) or awaited (also waits until the session
+        is closed, when the release closes it).
+        """
+        return _Done(self._detach())
+
+    # -- request helpers ----------------------------------------------------------------------------
+
+    def request(self, method: str, url: str | URL, **kwargs: Any) -> ResponseContext:
+        """Send a request as ``ClientSession.request`` does, through this container's session.
+
+        *url* may be relative to ``base_url``. With no session attached, one is acquired for the
+        request and released when the response is released, so use ``async with`` or read the body.
+        """
+        target = self._asynctools_resolve(url)
+        session = self._asynctools_session
+        if session is not None:
+            return session.request(method, target, **kwargs)
+        return PooledRequest(self._asynctools_registry, self._asynctools_key, method, target, kwargs)
+
+    def get(self, url: str | URL, **kwargs: Any) -> ResponseContext:
+        """``request("GET", url, ...)``."""
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str | URL, **kwargs: Any) -> ResponseContext:
+        """``request("POST", url, ...)``."""
+        return self.request("POST", url, **kwargs)
+
+    def put(self, url: str | URL, **kwargs: Any) -> ResponseContext:
+        """``request("PUT", url, ...)``."""
+        return self.request("PUT", url, **kwargs)
+
+    def patch(self, url: str | URL, **kwargs: Any) -> ResponseContext:
+        """``request("PATCH", url, ...)``."""
+        return self.request("PATCH", url, **kwargs)
+
+    def delete(self, url: str | URL, **kwargs: Any) -> ResponseContext:
+        """``request("DELETE", url, ...)``."""
+        return self.request("DELETE", url, **kwargs)
+
+    def head(self, url: str | URL, **kwargs: Any) -> ResponseContext:
+        """``request("HEAD", url, ...)``."""
+        return self.request("HEAD", url, **kwargs)
+
+    def options(self, url: str | URL, **kwargs: Any) -> ResponseContext:
+        """``request("OPTIONS", url, ...)``."""
+        return self.request("OPTIONS", url, **kwargs)
+
+    def _asynctools_resolve(self, url: str | URL) -> str | URL:
+        base = self._asynctools_join_base
+        if base is None:
+            return url
+        target = URL(url) if isinstance(url, str) else url
+        return target if target.absolute else base.join(target)

@@ -1,0 +1,222 @@
+"""attach_session and attach_named_session: give each call of a container's method a session."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import sys
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
+
+from aiohttp import ClientSession
+
+from ._keys import SessionKey
+from ._pool import LoopPool
+
+__all__ = ("attach_named_session", "attach_session")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Y = TypeVar("Y")
+S = TypeVar("S")
+
+# The session parameter is keyword-only (or taken by **kwargs): it is never found among positionals.
+_KEYWORD_ONLY = sys.maxsize
+
+
+class SessionDecorator(Protocol):
+    """What ``attach_named_session(name)`` returns: a decorator that keeps the method's signature."""
+
+    @overload
+    def __call__(self, func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, AsyncGenerator[Y, S]]) -> Callable[P, AsyncGenerator[Y, S]]: ...
+
+
+def attach_named_session(name: str) -> SessionDecorator:
+    """Like ``attach_session``, but pass the session as the keyword argument *name*.
+
+        @attach_named_session("http")
+        async def fetch(self, url, http=None): ...
+
+    Raises ``TypeError`` or ``ValueError`` for a *name* that is not a Python identifier.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"attach_named_session() takes the parameter name as a str, not {name!r}")
+    if not name.isidentifier():
+        raise ValueError(f"attach_named_session() needs a parameter name, {name!r} is not an identifier")
+    return functools.partial(_decorate, name=name)
+
+
+@overload
+def attach_session(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+
+@overload
+def attach_session(func: Callable[P, AsyncGenerator[Y, S]]) -> Callable[P, AsyncGenerator[Y, S]]: ...
+
+
+def attach_session(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give each call of a container's async method (or async generator method) a ``session``.
+
+    The session is resolved per call: a non-``None`` ``session=`` from the caller wins; else the
+    container's attached session (inside ``async with container`` or after ``start_session()``);
+    else one acquired from the container's registry for exactly that call (or that iteration, for an
+    async generator) and released afterwards, also on error, cancellation, ``break`` or ``aclose()``.
+
+    Raises ``TypeError`` at decoration time for anything but an ``async def`` function or async
+    generator function, and for one with no ``session`` parameter (nor ``**kwargs``).
+
+        class Api(AbstractSessionContainer):
+            @attach_session
+            async def status(self, url, session=None):
+                async with session.get(url) as resp:
+                    return resp.status
+    """
+    return _decorate(func, name="session")
+
+
+def _decorate(func: Callable[..., Any], name: str) -> Callable[..., Any]:
+    position = _session_position(func, name)
+    if inspect.iscoroutinefunction(func):
+        return _wrap_coroutine(func, name, position)
+    return _wrap_async_generator(func, name, position)
+
+
+def _session_position(func: Callable[..., Any], name: str) -> int:
+    """Index of the *name* parameter among the positionals after ``self`` (``_KEYWORD_ONLY`` if none)."""
+    if not (inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)):
+        raise TypeError(
+            f"@attach_session decorates async def methods and async generator methods, not {func!r}"
+        )
+    params = list(inspect.signature(func).parameters.values())
+    for index, param in enumerate(params):
+        if param.name != name:
+            continue
+        if param.kind is param.KEYWORD_ONLY:
+            return _KEYWORD_ONLY
+        if param.kind is param.POSITIONAL_OR_KEYWORD and index > 0:
+            return index - 1
+        break
+    else:
+        if any(param.kind is param.VAR_KEYWORD for param in params):
+            return _KEYWORD_ONLY
+    raise TypeError(
+        f"{func.__qualname__}() has no parameter {name!r} that a session can be passed to; "
+        f"add '{name}=None' to its signature"
+    )
+
+
+def _with_session(
+    args: tuple[Any, ...], kwargs: dict[str, Any], name: str, position: int, session: ClientSession
+) -> tuple[Any, ...]:
+    """Put *session* where the caller left ``None`` (or nothing); return the new positionals."""
+    if position < len(args):
+        return (*args[:position], session, *args[position + 1 :])
+    kwargs[name] = session
+    return args
+
+
+def _lease(container: Any, func: Callable[..., Any]) -> tuple[LoopPool, SessionKey]:
+    """The pool and key a call acquires from when its container holds no session."""
+    try:
+        registry = container._asynctools_registry
+        key = container._asynctools_key
+    except AttributeError:
+        raise TypeError(
+            f"{func.__qualname__}() is decorated with @attach_session but {container!r} is not an "
+            "initialised AbstractSessionContainer; subclass it and call super().__init__() in __init__"
+        ) from None
+    return registry._pool(), key
+
+
+def _wrap_coroutine(
+    func: Callable[..., Awaitable[Any]], name: str, position: int
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    @functools.wraps(func)
+    async def call_with_session(self: Any, *args: Any, **kwargs: Any) -> Any:
+        given = args[position] if position < len(args) else kwargs.get(name)
+        if given is None:
+            session = getattr(self, "_asynctools_session", None)
+            if session is None:
+                return await _call_with_lease(func, name, position, self, args, kwargs)
+            args = _with_session(args, kwargs, name, position, session)
+        return await func(self, *args, **kwargs)
+
+    return call_with_session
+
+
+async def _call_with_lease(
+    func: Callable[..., Awaitable[Any]],
+    name: str,
+    position: int,
+    container: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    pool, key = _lease(container, func)
+    session = pool.acquire(key)
+    try:
+        return await func(container, *_with_session(args, kwargs, name, position, session), **kwargs)
+    finally:
+        await pool.release_and_wait(session)
+
+
+def _wrap_async_generator(
+    func: Callable[..., AsyncGenerator[Any, Any]], name: str, position: int
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    @functools.wraps(func)
+    async def iterate_with_session(self: Any, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        given = args[position] if position < len(args) else kwargs.get(name)
+        lease: LoopPool | None = None
+        leased: ClientSession | None = None
+        if given is None:
+            session = getattr(self, "_asynctools_session", None)
+            if session is None:
+                lease, key = _lease(self, func)
+                session = leased = lease.acquire(key)
+            args = _with_session(args, kwargs, name, position, session)
+        try:
+            async with contextlib.aclosing(func(self, *args, **kwargs)) as inner:
+                first = _first_step(inner)
+                try:
+                    value = await first
+                except StopAsyncIteration:
+                    return
+                while True:
+                    try:
+                        sent = yield value
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # thrown in with athrow(): hand it to the inner generator
+                        step = inner.athrow(exc)
+                    else:
+                        step = inner.asend(sent)
+                    try:
+                        value = await step
+                    except StopAsyncIteration:
+                        return
+        finally:
+            if lease is not None and leased is not None:
+                await lease.release_and_wait(leased)
+
+    return iterate_with_session
+
+
+def _first_step(inner: AsyncGenerator[Any, Any]) -> Awaitable[Any]:
+    """Start *inner* without registering it with the loop's async-generator hooks.
+
+    The loop's first-iteration hook would add it to the set that ``loop.shutdown_asyncgens()`` closes
+    concurrently with our wrapper; our wrapper's ``aclose()`` would then close it a second time while it
+    is still running its ``finally`` ("aclose(): asynchronous generator is already running"). The
+    wrapper owns the inner generator, so only the wrapper is left for the loop to track. The hooks are
+    read when the first ``__anext__()`` awaitable is created, so they are restored right after.
+    """
+    hooks = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter=None)
+    try:
+        return inner.__anext__()
+    finally:
+        sys.set_asyncgen_hooks(firstiter=hooks.firstiter)

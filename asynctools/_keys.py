@@ -1,0 +1,174 @@
+"""How a session is named: the URL origin plus the ``ClientSession`` keyword arguments."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+from typing import Any, Final
+
+from aiohttp import ClientSession
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+from yarl import URL
+
+__all__ = ("Origin", "SessionKey", "check_session_kwargs", "make_key", "parse_origin", "parse_url")
+
+#: ``(scheme, host, effective port)``; ``None`` stands for "no URL at all".
+Origin = tuple[str, str, int]
+
+POOLED_SCHEMES: Final = frozenset({"http", "https", "ws", "wss"})
+
+# ``loop`` is deprecated in aiohttp and the registry always uses the running loop.
+_SESSION_PARAMETERS: Final = frozenset(
+    name
+    for name, param in inspect.signature(ClientSession).parameters.items()
+    if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
+) - {"loop"}
+
+# Tags keep a frozen mapping, sequence or multidict from ever equalling a frozen value of another kind.
+_MAPPING: Final = "mapping"
+_MULTI: Final = "multidict"
+_CI_MULTI: Final = "cimultidict"
+_SEQUENCE: Final = "sequence"
+
+
+class _Identity:
+    """Wraps an unhashable object so that it is compared by identity (and kept alive by the key)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.obj is self.obj
+
+
+def _freeze(value: Any) -> Any:
+    """Return a hashable stand-in for *value* that is equal for equal values.
+
+    Containers are compared by content; other hashable objects by their own ``==`` (value types such as
+    ``ClientTimeout`` or ``BasicAuth``) or identity (connectors, cookie jars, functions); unhashable
+    objects that are not containers by identity.
+    """
+    if value is None or isinstance(value, (str, bytes, int, float)):
+        return value
+    if isinstance(value, (CIMultiDict, CIMultiDictProxy)):
+        names = {name.lower() for name in value}
+        return (_CI_MULTI, frozenset((n, tuple(_freeze(v) for v in value.getall(n))) for n in names))
+    if isinstance(value, (MultiDict, MultiDictProxy)):
+        return (_MULTI, frozenset((n, tuple(_freeze(v) for v in value.getall(n))) for n in set(value)))
+    if isinstance(value, Mapping):
+        return (_MAPPING, frozenset((_freeze(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return (_SEQUENCE, tuple(_freeze(v) for v in value))
+    if isinstance(value, AbstractSet):
+        return frozenset(_freeze(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return _Identity(value)
+    return value
+
+
+def parse_url(url: object) -> URL | None:
+    """Check that *url* may name a pooled site and return it as a ``URL`` (``None`` stays ``None``).
+
+    Raises ``TypeError`` for anything but ``str``, ``yarl.URL`` or ``None``, and ``ValueError`` for a URL
+    that has no host or a scheme other than http, https, ws or wss.
+    """
+    if url is None:
+        return None
+    if isinstance(url, str):
+        try:
+            parsed = URL(url)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"url {url!r} is not a valid URL: {exc}") from None
+    elif isinstance(url, URL):
+        parsed = url
+    else:
+        raise TypeError(f"url must be a str or a yarl.URL, not {type(url).__name__}: {url!r}")
+    if not parsed.absolute or not parsed.host:
+        raise ValueError(f"url {url!r} has no host; pass an absolute URL such as 'https://api.example.com'")
+    if parsed.scheme not in POOLED_SCHEMES:
+        raise ValueError(
+            f"url {url!r} has scheme {parsed.scheme!r}; asynctools pools http, https, ws and wss URLs only"
+        )
+    return parsed
+
+
+def parse_origin(url: object) -> Origin | None:
+    """Return the normalised origin of *url*: scheme, lower-cased host and effective port.
+
+    ``URL("http://a:80").origin()`` and ``URL("http://a").origin()`` compare unequal in yarl, so the
+    origin is rebuilt here from ``URL.port``, which fills in the scheme's default port.
+    Raises what ``parse_url`` raises.
+    """
+    parsed = parse_url(url)
+    if parsed is None:
+        return None
+    assert parsed.host is not None and parsed.port is not None  # parse_url checked the host
+    return (parsed.scheme, parsed.host.lower(), parsed.port)
+
+
+def check_session_kwargs(session_kwargs: Mapping[str, object]) -> None:
+    """Raise ``TypeError`` naming the first keyword that ``aiohttp.ClientSession`` does not accept."""
+    for name in session_kwargs:
+        if name not in _SESSION_PARAMETERS:
+            hint = " (the registry always uses the running loop)" if name == "loop" else ""
+            raise TypeError(
+                f"aiohttp.ClientSession() does not accept the keyword argument {name!r}{hint}; "
+                f"pass only ClientSession's own options, such as headers=, timeout= or raise_for_status="
+            )
+
+
+class SessionKey:
+    """The identity of one shared session on a loop: origin and frozen ``ClientSession`` kwargs.
+
+    It also keeps the keyword arguments the session is created with. Worked out once per container,
+    so the hot path only hashes a cached integer.
+    """
+
+    __slots__ = ("_hash", "frozen", "origin", "session_kwargs")
+
+    def __init__(self, origin: Origin | None, session_kwargs: dict[str, Any]) -> None:
+        self.origin = origin
+        self.session_kwargs = session_kwargs
+        self.frozen = frozenset((name, _freeze(value)) for name, value in session_kwargs.items())
+        self._hash = hash((origin, self.frozen))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SessionKey):
+            return NotImplemented
+        return self.origin == other.origin and self.frozen == other.frozen
+
+    def __repr__(self) -> str:
+        return f"<SessionKey {self.origin_text()} {sorted(self.session_kwargs)}>"
+
+    def origin_text(self) -> str | None:
+        """The origin as ``scheme://host:port``, or ``None`` for the key without a URL."""
+        if self.origin is None:
+            return None
+        scheme, host, port = self.origin
+        return str(URL.build(scheme=scheme, host=host, port=port))
+
+
+def make_key(url: object, session_kwargs: Mapping[str, Any]) -> SessionKey:
+    """Validate *url* and *session_kwargs* and return their ``SessionKey``.
+
+    A user's own ``connector`` is never closed by us: unless ``connector_owner`` is given, the session
+    is created with ``connector_owner=False``.
+    Raises ``TypeError`` or ``ValueError`` (see ``parse_url`` and ``check_session_kwargs``).
+    """
+    origin = parse_origin(url)
+    check_session_kwargs(session_kwargs)
+    kwargs = dict(session_kwargs)
+    if kwargs.get("connector") is not None:
+        kwargs.setdefault("connector_owner", False)
+    return SessionKey(origin, kwargs)

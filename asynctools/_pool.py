@@ -1,0 +1,276 @@
+"""The sessions one registry holds on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+
+from aiohttp import ClientSession
+
+from ._idle import IdleCache
+from ._keys import SessionKey
+from ._stats import RegistryStats, SessionStats
+
+__all__ = ("LoopPool",)
+
+
+class _Entry:
+    """One session and how many users hold it."""
+
+    __slots__ = ("idle_since", "key", "session", "settling", "users")
+
+    def __init__(self, key: SessionKey, session: ClientSession) -> None:
+        self.key = key
+        self.session = session
+        self.users = 0
+        self.settling = False  # waiting for the end of the tick to go idle
+        self.idle_since = 0.0
+
+
+class LoopPool:
+    """Reference-counted sessions of one ``SessionRegistry`` on one event loop.
+
+    Only ever touched from its loop's thread. A session lives in ``_entries`` from creation until it is
+    closed with no users; ``_current`` names the session handed out for each key; idle ones wait in
+    ``_idle``. When a session's users drop to zero it goes idle at the end of the tick, not at once:
+    a decorated call that is followed by another in the same tick then costs two dict look-ups instead
+    of two cache updates.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        idle_timeout: float,
+        max_idle: int,
+        on_detach: Callable[[LoopPool], None],
+    ) -> None:
+        self.loop = loop
+        self.created = 0
+        self.acquired = 0
+        # Set once the loop shuts down: from then on a release closes at once instead of lingering,
+        # since nothing will be left to close an idle session later.
+        self.shut_down = False
+        self._on_detach = on_detach
+        self._detach_when_empty = False
+        self._detached = False
+        self._ttl = idle_timeout
+        self._entries: dict[ClientSession, _Entry] = {}
+        self._current: dict[SessionKey, _Entry] = {}
+        self._handed_out: weakref.WeakSet[ClientSession] = weakref.WeakSet()
+        self._idle: IdleCache[SessionKey, _Entry] | None = None
+        if idle_timeout > 0 and max_idle > 0:
+            self._idle = IdleCache(max_idle, idle_timeout, loop.time, self._drop)
+        self._settling: list[_Entry] = []
+        self._settle_handle: asyncio.Handle | None = None
+        self._expiry_handle: asyncio.TimerHandle | None = None
+        self._expiry_when = 0.0
+        self._closing: set[asyncio.Task[None]] = set()
+        self._guard = loop.create_task(self._close_at_loop_shutdown(), name="asynctools-registry-guard")
+
+    # -- users -------------------------------------------------------------------------------------
+
+    def acquire(self, key: SessionKey) -> ClientSession:
+        """Count one more user of *key*'s session and return it, creating it if needed."""
+        entry = self._current.get(key)
+        if entry is None or entry.session.closed:
+            entry = self._checkout(key)
+        entry.users += 1
+        self.acquired += 1
+        return entry.session
+
+    def release(self, session: ClientSession) -> asyncio.Task[None] | None:
+        """Count one user less of *session*; return the task closing it, if this closes it.
+
+        Raises ``ValueError``, changing nothing, for a session this pool did not hand out or one
+        released more times than it was acquired.
+        """
+        entry = self._entries.get(session)
+        if entry is None or entry.users == 0:
+            if entry is not None or session in self._handed_out:
+                raise ValueError(
+                    f"{session!r} was released more times than it was acquired; "
+                    "call release() once for each acquire()"
+                )
+            raise ValueError(
+                f"{session!r} was not handed out by this registry on the running event loop; "
+                "release only sessions that this registry's acquire() returned, on the same loop"
+            )
+        entry.users -= 1
+        if entry.users:
+            return None
+        if (
+            self._idle is None
+            or self.shut_down
+            or session.closed
+            or self._current.get(entry.key) is not entry
+        ):
+            return self._drop(entry)
+        if not entry.settling:
+            entry.settling = True
+            self._settling.append(entry)
+            if self._settle_handle is None:
+                self._settle_handle = self.loop.call_soon(self._settle)
+        return None
+
+    async def release_and_wait(self, session: ClientSession) -> None:
+        """``release()``, then wait for the session to close if this closed it."""
+        closing = self.release(session)
+        if closing is not None:
+            # Shielded: a caller cancelled while waiting still leaves the close running to the end.
+            await asyncio.shield(closing)
+
+    def _checkout(self, key: SessionKey) -> _Entry:
+        stale = self._current.pop(key, None)
+        if stale is not None and stale.users == 0:
+            self._drop(stale)  # closed behind our back while idle; its in-use twins are dropped on release
+        entry = None
+        if self._idle is not None:
+            self._idle.expire()
+            entry = self._idle.pop(key, None)
+            if entry is not None and entry.session.closed:
+                self._drop(entry)
+                entry = None
+        if entry is None:
+            # Created before anything is counted: if aiohttp refuses the arguments, nothing changed.
+            session = ClientSession(**key.session_kwargs)
+            entry = _Entry(key, session)
+            self._entries[session] = entry
+            self._handed_out.add(session)
+            self.created += 1
+        self._current[key] = entry
+        self._detach_when_empty = False
+        return entry
+
+    # -- idling ------------------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        self._settle_handle = None
+        settling, self._settling = self._settling, []
+        assert self._idle is not None
+        now = self.loop.time()
+        for entry in settling:
+            entry.settling = False
+            if entry.users == 0 and self._current.get(entry.key) is entry:
+                del self._current[entry.key]
+                entry.idle_since = now
+                self._idle[entry.key] = entry  # may expire or evict others: IdleCache closes them
+        self._schedule_expiry()
+
+    def _schedule_expiry(self) -> None:
+        if self._expiry_handle is not None or not self._idle:
+            return
+        self._expiry_when = min(entry.idle_since for entry in self._idle.values()) + self._ttl
+        self._expiry_handle = self.loop.call_at(self._expiry_when, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry_handle = None
+        assert self._idle is not None
+        # call_at may fire up to one clock resolution early; expire as of the time it was meant for.
+        self._idle.expire(max(self.loop.time(), self._expiry_when))
+        self._schedule_expiry()
+
+    # -- closing -----------------------------------------------------------------------------------
+
+    def _drop(self, entry: _Entry) -> asyncio.Task[None] | None:
+        """Forget *entry* and close its session; return the closing task, if one was needed."""
+        self._entries.pop(entry.session, None)
+        if self._current.get(entry.key) is entry:
+            del self._current[entry.key]
+        task = self._close(entry.session)
+        if self._detach_when_empty and not self._entries:
+            self._detach()
+        return task
+
+    def _close(self, session: ClientSession) -> asyncio.Task[None] | None:
+        if session.closed or self.loop.is_closed():
+            return None
+        task = self.loop.create_task(session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closed)
+        return task
+
+    def _closed(self, task: asyncio.Task[None]) -> None:
+        self._closing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.loop.call_exception_handler(
+                {
+                    "message": "asynctools could not close a session",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
+
+    def close_all(self) -> list[asyncio.Task[None]]:
+        """Close every session, in use or idle, and reset the counters; return the closing tasks.
+
+        Sessions still in use stay known until their users release them, so those releases succeed.
+        Once nothing is left, the pool detaches from its registry and stops watching the loop.
+        """
+        for handle in (self._settle_handle, self._expiry_handle):
+            if handle is not None:
+                handle.cancel()
+        self._settle_handle = self._expiry_handle = None
+        for entry in self._settling:
+            entry.settling = False
+        self._settling.clear()
+        self._current.clear()
+        for entry in list(self._entries.values()):
+            if entry.users:
+                self._close(entry.session)
+            else:
+                self._drop(entry)
+        if self._idle is not None:
+            self._idle.clear()  # every idle entry was just dropped and closed above
+        self.created = self.acquired = 0
+        self._detach_when_empty = True
+        if not self._entries:
+            self._detach()
+        return list(self._closing)
+
+    async def close(self) -> None:
+        """Close everything (see ``close_all``) and wait until it is closed."""
+        await asyncio.gather(*self.close_all())
+        if self._detached and self._guard is not asyncio.current_task():
+            await asyncio.wait([self._guard])
+
+    def _detach(self) -> None:
+        if not self._detached:
+            self._detached = True
+            self._on_detach(self)
+            if self._guard is not asyncio.current_task(self.loop):
+                self._guard.cancel()
+
+    async def _close_at_loop_shutdown(self) -> None:
+        # asyncio.run() (and aiohttp's run_app) cancel every task left when the main coroutine ends and
+        # wait for them; paused async generators are closed only after that. So this waits for the
+        # cancellation, closes what the registry holds, and makes later releases close at once.
+        try:
+            await self.loop.create_future()
+        finally:
+            if not self._detached:
+                self.shut_down = True
+                await self.close()
+
+    # -- inspection --------------------------------------------------------------------------------
+
+    def stats(self) -> RegistryStats:
+        if self._idle is not None:
+            self._idle.expire()
+        sessions = tuple(
+            SessionStats(
+                origin=entry.key.origin_text(),
+                users=entry.users,
+                idle=entry.users == 0 and not entry.session.closed,
+                closed=entry.session.closed,
+            )
+            for entry in self._entries.values()
+        )
+        return RegistryStats(
+            open=sum(not s.closed for s in sessions),
+            in_use=sum(s.users > 0 and not s.closed for s in sessions),
+            idle=sum(s.idle for s in sessions),
+            created=self.created,
+            acquired=self.acquired,
+            sessions=sessions,
+        )
