@@ -245,12 +245,15 @@ class LoopPool:
         # asyncio.run() (and aiohttp's run_app) cancel every task left when the main coroutine ends and
         # wait for them; paused async generators are closed only after that. So this waits for the
         # cancellation, closes what the registry holds, and makes later releases close at once.
+        # A loop closed without cancelling its tasks (run_until_complete() then close()) destroys this
+        # task instead, and asyncio says so: such code must await registry.close() before loop.close().
         try:
             await self.loop.create_future()
-        finally:
+        except asyncio.CancelledError:
             if not self._detached:
                 self.shut_down = True
                 await self.close()
+            raise
 
     # -- inspection --------------------------------------------------------------------------------
 

@@ -1,0 +1,302 @@
+"""SessionRegistry: sharing, counting, lingering, closing, and refusing bad input."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+import asynctools
+from asynctools import SessionRegistry
+
+
+async def wait_until(condition, ticks: int = 20) -> None:
+    """Let the loop run until *condition* holds (a bounded number of ticks, no wall-clock time)."""
+    for _ in range(ticks):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"still false after {ticks} ticks")
+
+
+def counts(registry: SessionRegistry) -> tuple[int, int, int, int, int]:
+    s = registry.stats()
+    return (s.open, s.in_use, s.idle, s.created, s.acquired)
+
+
+async def test_one_session_per_key_counted_per_user(registry, upstream):
+    a = await registry.acquire(upstream.url("/x"))
+    b = await registry.acquire(upstream.url("/y"))
+    other = await registry.acquire(upstream.url(), raise_for_status=True)
+    assert isinstance(a, aiohttp.ClientSession)
+    assert a is b
+    assert other is not a
+    stats = registry.stats()
+    assert (stats.open, stats.in_use, stats.idle, stats.created, stats.acquired) == (2, 2, 0, 2, 3)
+    assert sorted(s.users for s in stats.sessions) == [1, 2]
+    assert {s.origin for s in stats.sessions} == {upstream.origin}
+    for session in (a, b, other):
+        await registry.release(session)
+    assert counts(registry) == (2, 0, 2, 2, 3)
+
+
+async def test_a_released_session_lingers_warm_and_comes_back(registry, upstream):
+    session = await registry.acquire(upstream.url())
+    async with session.get(upstream.url("/echo")) as resp:
+        await resp.read()
+    await registry.release(session)
+    assert not session.closed
+    again = await registry.acquire(upstream.url())
+    async with again.get(upstream.url("/echo")) as resp:
+        await resp.read()
+    await registry.release(again)
+    assert again is session
+    assert registry.stats().created == 1
+    assert len(upstream.peers) == 1  # the second request reused the first connection
+
+
+async def test_idle_sessions_close_after_idle_timeout():
+    registry = SessionRegistry(idle_timeout=0.05)
+    session = await registry.acquire("http://a.example")
+    await registry.release(session)
+    assert not session.closed
+    await asyncio.sleep(0.2)  # the expiry timer (due at +0.05 s) fires before this sleep ends
+    assert session.closed
+    assert counts(registry) == (0, 0, 0, 1, 1)
+    again = await registry.acquire("http://a.example")
+    assert again is not session
+    await registry.release(again)
+    await registry.close()
+
+
+async def test_expiry_reschedules_for_sessions_that_went_idle_later():
+    registry = SessionRegistry(idle_timeout=0.1)
+    first = await registry.acquire("http://a.example")
+    second = await registry.acquire("http://b.example")
+    await registry.release(first)
+    await asyncio.sleep(0.06)
+    await registry.release(second)
+    await asyncio.sleep(0.07)  # first expired at +0.1, second is due at +0.16
+    assert first.closed and not second.closed
+    await asyncio.sleep(0.1)
+    assert second.closed
+    await registry.close()
+
+
+async def test_idle_timeout_zero_closes_at_once():
+    registry = SessionRegistry(idle_timeout=0)
+    session = await registry.acquire()
+    await registry.release(session)
+    assert session.closed
+    assert counts(registry) == (0, 0, 0, 1, 1)
+    await registry.close()
+
+
+async def test_max_idle_closes_the_least_recently_used():
+    registry = SessionRegistry(max_idle=2)
+    sessions = [await registry.acquire(f"http://h{i}.example") for i in range(3)]
+    for session in sessions:
+        await registry.release(session)
+        await asyncio.sleep(0)  # each goes idle at the end of its tick, in this order
+    assert registry.stats().idle == 2
+    await wait_until(lambda: sessions[0].closed)
+    assert [s.closed for s in sessions] == [True, False, False]
+    await registry.close()
+    assert all(s.closed for s in sessions)
+
+
+async def test_max_idle_zero_keeps_nothing_idle():
+    registry = SessionRegistry(max_idle=0)
+    session = await registry.acquire()
+    await registry.release(session)
+    assert session.closed
+    await registry.close()
+
+
+async def test_release_of_a_stranger_is_refused_and_changes_nothing(registry):
+    mine = await registry.acquire()
+    before = registry.stats()
+    async with aiohttp.ClientSession() as stranger:
+        with pytest.raises(ValueError, match="not handed out by this registry"):
+            await registry.release(stranger)
+    with pytest.raises(TypeError, match="takes a ClientSession"):
+        await registry.release("session")  # type: ignore[arg-type]
+    assert registry.stats() == before
+    await registry.release(mine)
+
+
+async def test_release_on_a_registry_that_never_served_this_loop(registry):
+    other = SessionRegistry()
+    session = await registry.acquire()
+    with pytest.raises(ValueError, match="not handed out by this registry"):
+        await other.release(session)
+    await registry.release(session)
+
+
+async def test_releasing_too_often_is_refused_and_changes_nothing():
+    for registry in (SessionRegistry(), SessionRegistry(idle_timeout=0)):
+        session = await registry.acquire()
+        await registry.release(session)
+        before = registry.stats()
+        with pytest.raises(ValueError, match="released more times than it was acquired"):
+            await registry.release(session)
+        assert registry.stats() == before
+        await registry.close()
+
+
+async def test_session_context_manager(registry, upstream):
+    async with registry.session(upstream.url(), raise_for_status=True) as session:
+        assert registry.stats().in_use == 1
+        with pytest.raises(aiohttp.ClientResponseError):
+            await session.get(upstream.url("/status/500"))
+    assert registry.stats().in_use == 0
+    lease = registry.session()
+    async with lease:
+        with pytest.raises(RuntimeError, match="already entered"):
+            await lease.__aenter__()
+
+
+async def test_bad_arguments_raise_before_anything_is_created(registry):
+    with pytest.raises(ValueError, match="scheme 'ftp'"):
+        await registry.acquire("ftp://files.example")
+    with pytest.raises(TypeError, match="'bogus'"):
+        await registry.acquire("http://a.example", bogus=1)
+    with pytest.raises(TypeError, match="'bogus'"):
+        registry.session(bogus=1)
+    assert counts(registry) == (0, 0, 0, 0, 0)
+
+
+async def test_aiohttp_refusing_a_value_counts_nothing(registry):
+    with pytest.raises(ValueError):
+        await registry.acquire(base_url="not a base url")
+    assert counts(registry) == (0, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "words"),
+    [
+        ({"idle_timeout": -1}, ValueError, "idle_timeout must be a finite number"),
+        ({"idle_timeout": float("inf")}, ValueError, "idle_timeout must be a finite number"),
+        ({"idle_timeout": "5"}, TypeError, "idle_timeout must be a number"),
+        ({"idle_timeout": True}, TypeError, "idle_timeout must be a number"),
+        ({"max_idle": -1}, ValueError, "max_idle must be >= 0"),
+        ({"max_idle": 2.5}, TypeError, "max_idle must be an int"),
+    ],
+)
+def test_bad_registry_options(kwargs, exc, words):
+    with pytest.raises(exc, match=words):
+        SessionRegistry(**kwargs)
+
+
+def test_construction_needs_no_loop():
+    registry = SessionRegistry(idle_timeout=1, max_idle=3)
+    assert (registry.idle_timeout, registry.max_idle) == (1.0, 3)
+    assert "idle_timeout=1.0" in repr(registry)
+
+
+def test_stats_needs_a_running_loop():
+    with pytest.raises(RuntimeError, match="call it from a coroutine"):
+        SessionRegistry().stats()
+
+
+async def test_close_closes_everything_and_the_registry_stays_usable(upstream):
+    registry = SessionRegistry()
+    in_use = await registry.acquire(upstream.url())
+    idle = await registry.acquire(upstream.url(), raise_for_status=True)
+    await registry.release(idle)
+    await registry.close()
+    assert in_use.closed and idle.closed
+    assert counts(registry) == (0, 0, 0, 0, 0)
+    await registry.release(in_use)  # its user may still release it, without error
+    fresh = await registry.acquire(upstream.url())
+    assert fresh is not in_use and not fresh.closed
+    await registry.release(fresh)
+    async with registry:
+        pass
+    assert fresh.closed
+    assert registry._pools == {}
+
+
+async def test_close_with_a_user_still_holding_a_session(upstream):
+    registry = SessionRegistry()
+    held = await registry.acquire(upstream.url())
+    await registry.close()
+    assert held.closed
+    assert registry.stats().sessions[0].users == 1
+    again = await registry.acquire(upstream.url())
+    assert again is not held
+    await registry.release(held)
+    await registry.release(again)
+    await registry.close()
+    assert registry._pools == {}
+
+
+async def test_a_session_closed_behind_our_back_is_never_handed_out_again(registry):
+    in_use = await registry.acquire()
+    await in_use.close()
+    fresh = await registry.acquire()
+    assert fresh is not in_use and not fresh.closed
+    await registry.release(in_use)  # the old user can still release it
+    await registry.release(fresh)
+    await asyncio.sleep(0)
+    await fresh.close()  # now while idle
+    newest = await registry.acquire()
+    assert newest is not fresh and not newest.closed
+    await registry.release(newest)
+    await newest.close()  # closed before it even went idle
+    replacement = await registry.acquire()
+    assert replacement is not newest and not replacement.closed
+    assert registry.stats().open == 1
+    assert [s.users for s in registry.stats().sessions] == [1]
+    await registry.release(replacement)
+
+
+async def test_a_session_released_closed_is_not_kept_idle(registry):
+    session = await registry.acquire()
+    await session.close()
+    await registry.release(session)
+    assert registry.stats().sessions == ()
+
+
+async def test_concurrent_first_acquires_create_one_session(registry):
+    sessions = await asyncio.gather(*(registry.acquire("http://a.example") for _ in range(1000)))
+    assert len({id(s) for s in sessions}) == 1
+    assert registry.stats().created == 1
+    assert registry.stats().sessions[0].users == 1000
+    await asyncio.gather(*(registry.release(s) for s in sessions))
+    assert registry.stats().in_use == 0
+
+
+async def test_release_to_zero_racing_an_acquire_in_the_same_tick(registry):
+    session = await registry.acquire()
+    released, again = await asyncio.gather(registry.release(session), registry.acquire())
+    assert again is session and not session.closed
+    await asyncio.sleep(0)  # the settle at the end of the tick must not idle a session in use
+    assert registry.stats().in_use == 1
+    await registry.release(again)
+
+
+async def test_cleanup_ctx_closes_the_apps_sessions(aiohttp_client, upstream):
+    from aiohttp import web
+
+    registry = SessionRegistry()
+
+    async def handler(request: web.Request) -> web.Response:
+        async with registry.session(upstream.url()) as session, session.get(upstream.url("/echo")) as resp:
+            return web.Response(text=str(resp.status))
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    app.cleanup_ctx.append(registry.cleanup_ctx)
+    client = await aiohttp_client(app)
+    for _ in range(3):
+        assert await (await client.get("/")).text() == "200"
+    assert registry.stats().open == 1
+    assert registry.stats().created == 1
+    await client.close()
+    assert registry.stats().open == 0
+
+
+async def test_default_registry_is_a_registry():
+    assert isinstance(asynctools.default_registry, SessionRegistry)
