@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
-from collections.abc import Callable
+from typing import Protocol
 
 from aiohttp import ClientSession
 
@@ -28,6 +27,19 @@ class _Entry:
         self.idle_since = 0.0
 
 
+class PoolOwner(Protocol):
+    """What a pool tells its registry."""
+
+    def _adopt(self, session: ClientSession) -> None:
+        """A session was created."""
+
+    def _orphan(self, session: ClientSession, users: int) -> None:
+        """The pool detached while *users* still hold *session* (now closed)."""
+
+    def _forget(self, pool: LoopPool, *, loop_shut_down: bool) -> None:
+        """The pool detached: it takes no new users."""
+
+
 class LoopPool:
     """Reference-counted sessions of one ``SessionRegistry`` on one event loop.
 
@@ -36,6 +48,10 @@ class LoopPool:
     ``_idle``. When a session's users drop to zero it goes idle at the end of the tick, not at once:
     a decorated call that is followed by another in the same tick then costs two dict look-ups instead
     of two cache updates.
+
+    The registry finds a pool by its loop until the pool is closed (``registry.close()`` or the loop
+    shutting down); from then on only the containers, calls and leases still holding one of its
+    sessions reach it, to release. So a loop that has shut down is not kept alive by the registry.
     """
 
     def __init__(
@@ -43,21 +59,21 @@ class LoopPool:
         loop: asyncio.AbstractEventLoop,
         idle_timeout: float,
         max_idle: int,
-        on_detach: Callable[[LoopPool], None],
+        owner: PoolOwner,
+        *,
+        shut_down: bool = False,
     ) -> None:
         self.loop = loop
         self.created = 0
         self.acquired = 0
         # Set once the loop shuts down: from then on a release closes at once instead of lingering,
         # since nothing will be left to close an idle session later.
-        self.shut_down = False
-        self._on_detach = on_detach
-        self._detach_when_empty = False
+        self.shut_down = shut_down
+        self._owner = owner
         self._detached = False
         self._ttl = idle_timeout
         self._entries: dict[ClientSession, _Entry] = {}
         self._current: dict[SessionKey, _Entry] = {}
-        self._handed_out: weakref.WeakSet[ClientSession] = weakref.WeakSet()
         self._idle: IdleCache[SessionKey, _Entry] | None = None
         if idle_timeout > 0 and max_idle > 0:
             self._idle = IdleCache(max_idle, idle_timeout, loop.time, self._drop)
@@ -66,7 +82,12 @@ class LoopPool:
         self._expiry_handle: asyncio.TimerHandle | None = None
         self._expiry_when = 0.0
         self._closing: set[asyncio.Task[None]] = set()
-        self._guard = loop.create_task(self._close_at_loop_shutdown(), name="asynctools-registry-guard")
+        self._guard: asyncio.Task[None] | None = None
+        if not shut_down:
+            self._guard = loop.create_task(self._close_at_loop_shutdown(), name="asynctools-registry-guard")
+
+    def __contains__(self, session: ClientSession) -> bool:
+        return session in self._entries
 
     # -- users -------------------------------------------------------------------------------------
 
@@ -87,14 +108,9 @@ class LoopPool:
         """
         entry = self._entries.get(session)
         if entry is None or entry.users == 0:
-            if entry is not None or session in self._handed_out:
-                raise ValueError(
-                    f"{session!r} was released more times than it was acquired; "
-                    "call release() once for each acquire()"
-                )
             raise ValueError(
-                f"{session!r} was not handed out by this registry on the running event loop; "
-                "release only sessions that this registry's acquire() returned, on the same loop"
+                f"{session!r} was released more times than it was acquired; "
+                "call release() once for each acquire()"
             )
         entry.users -= 1
         if entry.users:
@@ -136,10 +152,9 @@ class LoopPool:
             session = ClientSession(**key.session_kwargs)
             entry = _Entry(key, session)
             self._entries[session] = entry
-            self._handed_out.add(session)
+            self._owner._adopt(session)
             self.created += 1
         self._current[key] = entry
-        self._detach_when_empty = False
         return entry
 
     # -- idling ------------------------------------------------------------------------------------
@@ -177,10 +192,7 @@ class LoopPool:
         self._entries.pop(entry.session, None)
         if self._current.get(entry.key) is entry:
             del self._current[entry.key]
-        task = self._close(entry.session)
-        if self._detach_when_empty and not self._entries:
-            self._detach()
-        return task
+        return self._close(entry.session)
 
     def _close(self, session: ClientSession) -> asyncio.Task[None] | None:
         if session.closed or self.loop.is_closed():
@@ -202,11 +214,12 @@ class LoopPool:
             )
 
     def close_all(self) -> list[asyncio.Task[None]]:
-        """Close every session, in use or idle, and reset the counters; return the closing tasks.
+        """Detach from the registry and close every session, in use or idle; return the closing tasks.
 
-        Sessions still in use stay known until their users release them, so those releases succeed.
-        Once nothing is left, the pool detaches from its registry and stops watching the loop.
+        Sessions still in use stay known here until their holders release them, so those releases
+        succeed; the registry remembers them too, for ``registry.release()``.
         """
+        self._detach()
         for handle in (self._settle_handle, self._expiry_handle):
             if handle is not None:
                 handle.cancel()
@@ -217,29 +230,27 @@ class LoopPool:
         self._current.clear()
         for entry in list(self._entries.values()):
             if entry.users:
+                self._owner._orphan(entry.session, entry.users)
                 self._close(entry.session)
             else:
                 self._drop(entry)
         if self._idle is not None:
             self._idle.clear()  # every idle entry was just dropped and closed above
-        self.created = self.acquired = 0
-        self._detach_when_empty = True
-        if not self._entries:
-            self._detach()
         return list(self._closing)
 
     async def close(self) -> None:
         """Close everything (see ``close_all``) and wait until it is closed."""
         await asyncio.gather(*self.close_all())
-        if self._detached and self._guard is not asyncio.current_task():
+        if self._guard is not None and self._guard is not asyncio.current_task():
             await asyncio.wait([self._guard])
 
     def _detach(self) -> None:
-        if not self._detached:
-            self._detached = True
-            self._on_detach(self)
-            if self._guard is not asyncio.current_task(self.loop):
-                self._guard.cancel()
+        if self._detached:
+            return
+        self._detached = True
+        self._owner._forget(self, loop_shut_down=self.shut_down)
+        if self._guard is not None and self._guard is not asyncio.current_task(self.loop):
+            self._guard.cancel()
 
     async def _close_at_loop_shutdown(self) -> None:
         # asyncio.run() (and aiohttp's run_app) cancel every task left when the main coroutine ends and

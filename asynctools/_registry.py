@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import weakref
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -51,7 +52,11 @@ class SessionRegistry:
         self._idle_timeout = float(idle_timeout)
         self._max_idle = max_idle
         self._pools: dict[asyncio.AbstractEventLoop, LoopPool] = {}
-        self._lock = threading.Lock()  # guards _pools against threads that each run a loop
+        self._lock = threading.Lock()  # guards what follows against threads that each run a loop
+        # Weak: neither may keep a session, and so its loop, alive.
+        self._handed_out: weakref.WeakSet[ClientSession] = weakref.WeakSet()
+        self._orphans: weakref.WeakKeyDictionary[ClientSession, int] = weakref.WeakKeyDictionary()
+        self._shut_down_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return (
@@ -76,18 +81,36 @@ class SessionRegistry:
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is None:
-            with self._lock:
-                # A loop that closed without shutting down properly never detached its pool: drop it
-                # here so that a dead loop is not kept alive by the registry.
-                for dead in [other for other in self._pools if other.is_closed()]:
-                    del self._pools[dead]
-                pool = self._pools[loop] = LoopPool(loop, self._idle_timeout, self._max_idle, self._forget)
+            pool = self._open_pool(loop)
         return pool
 
-    def _forget(self, pool: LoopPool) -> None:
+    def _open_pool(self, loop: asyncio.AbstractEventLoop) -> LoopPool:
+        with self._lock:
+            if loop in self._shut_down_loops:
+                # An async generator finalised after the shutdown: serve it, but keep nothing, since
+                # no task can be left behind to close a lingering session any more.
+                return LoopPool(loop, self._idle_timeout, self._max_idle, self, shut_down=True)
+            # A loop closed without shutting down never detached its pool: drop it here, so that a
+            # dead loop is not kept alive by the registry.
+            for dead in [other for other in self._pools if other.is_closed()]:
+                del self._pools[dead]
+            pool = self._pools[loop] = LoopPool(loop, self._idle_timeout, self._max_idle, self)
+        return pool
+
+    def _adopt(self, session: ClientSession) -> None:
+        with self._lock:
+            self._handed_out.add(session)
+
+    def _orphan(self, session: ClientSession, users: int) -> None:
+        with self._lock:
+            self._orphans[session] = users
+
+    def _forget(self, pool: LoopPool, *, loop_shut_down: bool) -> None:
         with self._lock:
             if self._pools.get(pool.loop) is pool:
                 del self._pools[pool.loop]
+            if loop_shut_down:
+                self._shut_down_loops.add(pool.loop)
 
     # -- acquire and release ------------------------------------------------------------------------
 
@@ -115,12 +138,23 @@ class SessionRegistry:
         if not isinstance(session, ClientSession):
             raise TypeError(f"release() takes a ClientSession from acquire(), not {session!r}")
         pool = self._pools.get(asyncio.get_running_loop())
-        if pool is None:
+        if pool is not None and session in pool:
+            await pool.release_and_wait(session)
+            return
+        with self._lock:
+            users = self._orphans.get(session, 0)
+            if users:  # closed by close() or the loop's shutdown while still in use: already closed
+                self._orphans[session] = users - 1
+                return
+        if session in self._handed_out:
             raise ValueError(
-                f"{session!r} was not handed out by this registry on the running event loop; "
-                "release only sessions that this registry's acquire() returned, on the same loop"
+                f"{session!r} was released more times than it was acquired (or on another event loop); "
+                "call release() once for each acquire(), on the loop that acquired it"
             )
-        await pool.release_and_wait(session)
+        raise ValueError(
+            f"{session!r} was not handed out by this registry; "
+            "release only sessions that this registry's acquire() returned"
+        )
 
     def session(self, url: Any = None, **session_kwargs: Any) -> SessionLease:
         """Return an async context manager that acquires on entry and releases on exit.

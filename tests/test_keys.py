@@ -73,17 +73,25 @@ def test_unknown_session_keyword_is_named():
 
 def test_unhashable_values_compare_by_value():
     headers = {"X-Token": "t", "Accept": ["a", "b"]}
-    assert make_key(None, {"headers": headers}) == make_key(None, {"headers": dict(reversed(headers.items()))})
+    assert make_key(None, {"headers": headers}) == make_key(
+        None, {"headers": dict(reversed(headers.items()))}
+    )
     assert make_key(None, {"headers": {"X-Token": "t"}}) != make_key(None, {"headers": {"X-Token": "u"}})
-    assert make_key(None, {"skip_auto_headers": ["A", "B"]}) == make_key(None, {"skip_auto_headers": ("A", "B")})
-    assert make_key(None, {"skip_auto_headers": {"A", "B"}}) == make_key(None, {"skip_auto_headers": {"B", "A"}})
+    assert make_key(None, {"skip_auto_headers": ["A", "B"]}) == make_key(
+        None, {"skip_auto_headers": ("A", "B")}
+    )
+    assert make_key(None, {"skip_auto_headers": {"A", "B"}}) == make_key(
+        None, {"skip_auto_headers": {"B", "A"}}
+    )
 
 
 def test_multidicts_compare_by_value_and_case_insensitive_ones_ignore_case():
     assert make_key(None, {"headers": CIMultiDict(A="1")}) == make_key(None, {"headers": CIMultiDict(a="1")})
     assert make_key(None, {"headers": MultiDict(A="1")}) != make_key(None, {"headers": MultiDict(a="1")})
     both = MultiDict([("a", "1"), ("a", "2")])
-    assert make_key(None, {"cookies": both}) != make_key(None, {"cookies": MultiDict([("a", "2"), ("a", "1")])})
+    assert make_key(None, {"cookies": both}) != make_key(
+        None, {"cookies": MultiDict([("a", "2"), ("a", "1")])}
+    )
 
 
 def test_value_types_compare_by_value():
@@ -98,7 +106,9 @@ async def test_objects_without_value_semantics_compare_by_identity():
     assert make_key(None, {"cookie_jar": jar1}) != make_key(None, {"cookie_jar": jar2})
     unhashable = bytearray(b"x")
     assert make_key(None, {"json_serialize": unhashable}) == make_key(None, {"json_serialize": unhashable})
-    assert make_key(None, {"json_serialize": unhashable}) != make_key(None, {"json_serialize": bytearray(b"x")})
+    assert make_key(None, {"json_serialize": unhashable}) != make_key(
+        None, {"json_serialize": bytearray(b"x")}
+    )
 
 
 async def test_a_users_connector_is_never_owned():

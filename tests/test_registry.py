@@ -221,15 +221,19 @@ async def test_close_closes_everything_and_the_registry_stays_usable(upstream):
 async def test_close_with_a_user_still_holding_a_session(upstream):
     registry = SessionRegistry()
     held = await registry.acquire(upstream.url())
+    twice = await registry.acquire(upstream.url())
     await registry.close()
     assert held.closed
-    assert registry.stats().sessions[0].users == 1
+    assert registry.stats() == asynctools.RegistryStats(0, 0, 0, 0, 0, ())
+    assert registry._pools == {}  # nothing is pending on the loop, though a user still holds a session
     again = await registry.acquire(upstream.url())
     assert again is not held
     await registry.release(held)
+    await registry.release(twice)
+    with pytest.raises(ValueError, match="more times than it was acquired"):
+        await registry.release(held)
     await registry.release(again)
     await registry.close()
-    assert registry._pools == {}
 
 
 async def test_a_session_closed_behind_our_back_is_never_handed_out_again(registry):

@@ -1,0 +1,226 @@
+"""AbstractSessionContainer: attaching, borrowing, request helpers, sharing one pool."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from asynctools import AbstractSessionContainer, SessionRegistry
+
+
+class Api(AbstractSessionContainer):
+    pass
+
+
+class Other(AbstractSessionContainer):
+    pass
+
+
+def test_construction_needs_no_loop_and_creates_nothing():
+    api = Api("http://a.example", raise_for_status=True)
+    assert api.session is None
+    assert api.base_url == URL("http://a.example")
+    assert "detached" in repr(api)
+
+
+async def test_async_with_attaches_and_releases(registry, upstream):
+    api = Api(upstream.url(), registry=registry)
+    assert api.registry is registry
+    async with api as entered:
+        assert entered is api
+        session = api.session
+        assert isinstance(session, aiohttp.ClientSession)
+        assert "attached" in repr(api)
+        assert registry.stats().in_use == 1
+    assert api.session is None
+    assert registry.stats().in_use == 0
+    assert not session.closed  # idle, warm for the next user
+
+
+async def test_nested_async_with_holds_one_acquisition(registry):
+    api = Api(registry=registry)
+    async with api:
+        session = api.session
+        async with api:
+            assert api.session is session
+        assert api.session is session
+        assert registry.stats().sessions[0].users == 1
+    assert registry.stats().acquired == 1
+    assert registry.stats().in_use == 0
+
+
+async def test_base_url_class_attribute_and_relative_urls(registry, upstream):
+    class Versioned(AbstractSessionContainer):
+        base_url = upstream.url("/echo/v3")
+
+    api = Versioned(registry=registry)
+    async with api.get("users", params={"q": "1"}) as resp:
+        assert (await resp.json())["path"] == "/echo/v3/users"
+    async with api.get("/echo/root") as resp:
+        assert (await resp.json())["path"] == "/echo/root"
+    async with api.get(URL(upstream.url("/echo/absolute"))) as resp:
+        assert (await resp.json())["path"] == "/echo/absolute"
+    without_base = Api(registry=registry)
+    async with without_base.get(upstream.url("/echo/x")) as resp:
+        assert (await resp.json())["path"] == "/echo/x"
+
+
+async def test_start_and_close_session_as_plain_calls(registry):
+    api = Api(registry=registry)
+    api.start_session()
+    session = api.session
+    assert session is not None and registry.stats().in_use == 1
+    api.close_session()
+    assert api.session is None and registry.stats().in_use == 0
+    api.close_session()  # nothing attached: nothing to do
+
+
+async def test_start_and_close_session_awaited_like_0_1_3():
+    registry = SessionRegistry(idle_timeout=0)
+    api = Api(registry=registry)
+    await api.start_session()
+    session = api.session
+    assert session is not None
+    await api.close_session()
+    assert session.closed  # awaited: waits for the close that idle_timeout=0 asks for
+    await registry.close()
+
+
+async def test_a_close_session_never_awaited_still_releases_and_closes():
+    registry = SessionRegistry(idle_timeout=0)
+    api = Api(registry=registry)
+    api.start_session()
+    session = api.session
+    assert session is not None
+    api.close_session()
+    assert registry.stats().in_use == 0
+    await registry.close()  # waits for the close that the plain call started
+    assert session.closed
+
+
+def test_start_session_without_a_loop():
+    with pytest.raises(RuntimeError, match="start_session\\(\\) needs a running event loop"):
+        Api().start_session()
+
+
+async def test_a_borrowed_session_is_used_and_never_closed_or_released(registry, upstream):
+    async with aiohttp.ClientSession() as mine:
+        api = Api(upstream.url(), registry=registry, session=mine)
+        assert api.session is mine and "borrowed" in repr(api)
+        async with api:
+            assert api.session is mine
+        api.start_session()
+        api.close_session()
+        async with api.get("/echo") as resp:
+            assert resp.status == 200
+        assert api.session is mine and not mine.closed
+        assert registry.stats().created == 0
+
+
+async def test_helpers_send_each_method(registry, upstream):
+    api = Api(upstream.url(), registry=registry)
+    for name in ("get", "post", "put", "patch", "delete", "options"):
+        async with getattr(api, name)("/echo") as resp:
+            assert (await resp.json())["method"] == name.upper()
+    async with api.head("/echo") as resp:
+        assert resp.status == 200
+    async with api.request("POST", "/echo", data="payload") as resp:
+        assert (await resp.json())["body"] == "payload"
+    assert registry.stats().in_use == 0
+    assert registry.stats().created == 1
+
+
+async def test_unattached_helpers_hold_the_session_until_the_response_is_released(upstream):
+    registry = SessionRegistry(idle_timeout=0)
+    api = Api(upstream.url(), registry=registry)
+    resp = await api.get("/stream", params={"n": "200"})
+    assert registry.stats().in_use == 1  # body not read yet: the pool must stay open
+    lines = (await resp.text()).splitlines()
+    assert lines[-1] == "line 199"
+    assert registry.stats().in_use == 0
+    async with api.get("/stream", params={"n": "200"}) as resp:
+        assert resp.status == 200
+        assert registry.stats().in_use == 1
+    assert registry.stats().in_use == 0  # left unread: released with the response
+    resp = await api.head("/echo")  # no body: released as soon as the headers are in
+    assert registry.stats().in_use == 0
+    resp.release()
+    await registry.close()
+
+
+async def test_unattached_helper_releases_when_the_request_fails(registry, upstream):
+    api = Api(upstream.url(), registry=registry, raise_for_status=True)
+    with pytest.raises(aiohttp.ClientResponseError):
+        await api.get("/status/503")
+    dead = Api("http://127.0.0.1:9", registry=registry)  # discard port: nothing listens
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with dead.get("/"):
+            pass
+    assert registry.stats().in_use == 0
+
+
+async def test_attached_helpers_use_the_attached_session(registry, upstream):
+    api = Api(upstream.url(), registry=registry)
+    async with api:
+        for _ in range(3):
+            async with api.get("/echo") as resp:
+                await resp.read()
+        assert registry.stats().acquired == 1
+    assert len(upstream.peers) == 1
+
+
+async def test_containers_of_any_class_share_one_session_and_one_pool(registry, upstream):
+    api, other = Api(upstream.url("/a"), registry=registry), Other(upstream.url("/b"), registry=registry)
+    async with api, other:
+        assert api.session is other.session
+        for container in (api, other, api, other):
+            async with container.get("/echo") as resp:
+                await resp.read()
+    assert registry.stats().created == 1
+    assert len(upstream.peers) == 1
+    different = Api(upstream.url(), registry=registry, headers={"X-Other": "1"})
+    async with api, different:
+        assert different.session is not api.session
+
+
+async def test_seed_style_init_with_session_kwargs(registry, upstream):
+    class MathRequests(AbstractSessionContainer):
+        def __init__(self) -> None:
+            super().__init__(raise_for_status=True, registry=registry)
+
+    maths = MathRequests()
+    async with maths:
+        with pytest.raises(aiohttp.ClientResponseError):
+            async with maths.get(upstream.url("/status/404")):
+                pass
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "exc", "words"),
+    [
+        (("ftp://a.example",), {}, ValueError, "scheme 'ftp'"),
+        (("/relative",), {}, ValueError, "has no host"),
+        ((42,), {}, TypeError, "str or a yarl.URL"),
+        ((), {"registry": object()}, TypeError, "registry must be a SessionRegistry"),
+        ((), {"session": "s"}, TypeError, "session must be an aiohttp.ClientSession"),
+        ((), {"raise_for_stats": True}, TypeError, "'raise_for_stats'"),
+    ],
+)
+def test_bad_input_is_refused_at_construction(args, kwargs, exc, words):
+    with pytest.raises(exc, match=words):
+        Api(*args, **kwargs)
+
+
+async def test_entering_concurrently_from_many_tasks(registry):
+    api = Api(registry=registry)
+
+    async def use() -> None:
+        async with api:
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(use() for _ in range(50)))
+    assert registry.stats().acquired == 1
+    assert registry.stats().in_use == 0
