@@ -85,7 +85,7 @@ async def test_types_and_metadata_are_kept(registry):
 
 
 def test_plain_functions_are_refused_at_decoration():
-    def plain(self, session=None):  # noqa: ANN001
+    def plain(self, session=None):
         return session
 
     with pytest.raises(TypeError, match="async def methods and async generator methods"):
@@ -95,13 +95,13 @@ def test_plain_functions_are_refused_at_decoration():
 
 
 def test_a_method_without_the_parameter_is_refused_at_decoration():
-    async def no_session(self):  # noqa: ANN001
+    async def no_session(self):
         return None
 
-    async def positional_only(self, session=None, /):  # noqa: ANN001
+    async def positional_only(self, session=None, /):
         return session
 
-    with pytest.raises(TypeError, match="no_session\\(\\) has no parameter 'session'.*add 'session=None'"):
+    with pytest.raises(TypeError, match=r"no_session\(\) has no parameter 'session'.*add 'session=None'"):
         attach_session(no_session)
     with pytest.raises(TypeError, match="has no parameter 'http'"):
         attach_named_session("http")(Api.which.__wrapped__)  # type: ignore[attr-defined]
@@ -278,7 +278,7 @@ async def test_a_class_that_is_not_an_initialised_container(registry):
 
     with pytest.raises(TypeError, match="not an initialised AbstractSessionContainer"):
         await NotAContainer().call()
-    with pytest.raises(TypeError, match="super\\(\\).__init__\\(\\)"):
+    with pytest.raises(TypeError, match=r"super\(\)\.__init__\(\)"):
         await Forgot().call()
     with pytest.raises(TypeError, match="not an initialised"):
         await NotAContainer().gen().__anext__()

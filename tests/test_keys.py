@@ -67,7 +67,7 @@ def test_bad_urls_are_refused(url, exc, words):
 def test_unknown_session_keyword_is_named():
     with pytest.raises(TypeError, match="'raise_for_stats'"):
         make_key(None, {"raise_for_stats": True})
-    with pytest.raises(TypeError, match="'loop'.*running loop"):
+    with pytest.raises(TypeError, match=r"'loop'.*running loop"):
         make_key(None, {"loop": None})
 
 

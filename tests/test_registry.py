@@ -274,7 +274,7 @@ async def test_concurrent_first_acquires_create_one_session(registry):
 
 async def test_release_to_zero_racing_an_acquire_in_the_same_tick(registry):
     session = await registry.acquire()
-    released, again = await asyncio.gather(registry.release(session), registry.acquire())
+    _, again = await asyncio.gather(registry.release(session), registry.acquire())
     assert again is session and not session.closed
     await asyncio.sleep(0)  # the settle at the end of the tick must not idle a session in use
     assert registry.stats().in_use == 1

@@ -1,0 +1,40 @@
+"""The package type-checks under mypy --strict, keeps signatures for its users, and is ruff-clean."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
+def test_mypy_strict_on_the_package():
+    result = run("mypy", "--strict", "asynctools")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_decorated_methods_keep_their_signatures_for_type_checkers():
+    result = run("mypy", "--strict", "tests/typing/usage.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_notices_a_wrong_call(tmp_path):
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text((ROOT / "tests/typing/usage.py").read_text().replace("  # type: ignore[arg-type]", ""))
+    result = run("mypy", "--strict", str(wrong))
+    assert result.returncode == 1
+    assert 'Argument 1 to "text" of "Api" has incompatible type "int"; expected "str"' in result.stdout
+
+
+def test_ruff_check_and_format():
+    check = run("ruff", "check", ".")
+    assert check.returncode == 0, check.stdout + check.stderr
+    fmt = run("ruff", "format", "--check", ".")
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
