@@ -91,7 +91,7 @@ def parse_url(url: object) -> URL | None:
         parsed = url
     else:
         raise TypeError(f"url must be a str or a yarl.URL, not {type(url).__name__}: {url!r}")
-    if not parsed.absolute or not parsed.host:
+    if not parsed.absolute or not parsed.raw_host:
         raise ValueError(f"url {url!r} has no host; pass an absolute URL such as 'https://api.example.com'")
     if parsed.scheme not in POOLED_SCHEMES:
         raise ValueError(
@@ -110,8 +110,9 @@ def parse_origin(url: object) -> Origin | None:
     parsed = parse_url(url)
     if parsed is None:
         return None
-    assert parsed.host is not None and parsed.port is not None  # parse_url checked the host
-    return (parsed.scheme, parsed.host.lower(), parsed.port)
+    assert parsed.raw_host is not None and parsed.port is not None  # parse_url checked the host
+    # raw_host: the ASCII (IDNA-encoded) form; URL.host would decode IDNA on every call.
+    return (parsed.scheme, parsed.raw_host.lower(), parsed.port)
 
 
 def check_session_kwargs(session_kwargs: Mapping[str, object]) -> None:

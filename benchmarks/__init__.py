@@ -1,0 +1,1 @@
+"""Benchmarks for asynctools: see README.md, section Performance."""
