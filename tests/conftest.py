@@ -12,8 +12,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from hypothesis import HealthCheck, settings
 
 import asynctools
+
+# No time limits in tests: a loaded CI machine must not turn slowness into failures.
+settings.register_profile("asynctools", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("asynctools")
 
 
 @pytest.fixture(autouse=True)
