@@ -148,27 +148,26 @@ async def handheld(w: Workload) -> AsyncIterator[list[Callable[[], Awaitable[byt
         yield [Fetcher(session, w.base, w.ssl).fetch for _ in range(w.containers)]
 
 
-@contextlib.asynccontextmanager
-async def containers(w: Workload) -> AsyncIterator[list[Callable[[], Awaitable[bytes]]]]:
-    registry = asynctools.SessionRegistry()
+def make_apis(w: Workload, registry: asynctools.SessionRegistry) -> list[Api]:
     apis = [Api(w.base, registry=registry) for _ in range(w.containers)]
     for api in apis:
         api.ssl = w.ssl
-    async with contextlib.AsyncExitStack() as stack:
+    return apis
+
+
+@contextlib.asynccontextmanager
+async def containers(w: Workload) -> AsyncIterator[list[Callable[[], Awaitable[bytes]]]]:
+    async with asynctools.SessionRegistry() as registry, contextlib.AsyncExitStack() as stack:
+        apis = make_apis(w, registry)
         for api in apis:
             await stack.enter_async_context(api)
         yield [api.fetch for api in apis]
-    await registry.close()
 
 
 @contextlib.asynccontextmanager
 async def unattached(w: Workload) -> AsyncIterator[list[Callable[[], Awaitable[bytes]]]]:
-    registry = asynctools.SessionRegistry()
-    apis = [Api(w.base, registry=registry) for _ in range(w.containers)]
-    for api in apis:
-        api.ssl = w.ssl
-    yield [api.fetch for api in apis]
-    await registry.close()
+    async with asynctools.SessionRegistry() as registry:
+        yield [api.fetch for api in make_apis(w, registry)]
 
 
 STRATEGIES = {"handheld": handheld, "containers": containers, "unattached": unattached}
