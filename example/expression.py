@@ -88,8 +88,9 @@ class _Parser:
         token = self.take()
         if token == "(":
             value = self.expression()
-            if self.take() != ")":
+            if self.peek() != ")":
                 raise ExpressionError(f"Parenthesis ')' expected in {self.text!r}")
+            self.take()
             return value
         if token[0].isdigit() or token[0] == ".":
             return float(token)

@@ -10,9 +10,11 @@ import asynctools
 class MathRequests(asynctools.AbstractSessionContainer):
     """Squares numbers through a mathjs-compatible API at *api_url* (``.../v4``)."""
 
-    def __init__(self, api_url: str, *, registry: asynctools.SessionRegistry | None = None) -> None:
+    def __init__(
+        self, api_url: str, *, registry: asynctools.SessionRegistry | None = None, timeout: float = 5.0
+    ) -> None:
         super().__init__(
-            api_url, registry=registry, raise_for_status=True, timeout=aiohttp.ClientTimeout(total=5)
+            api_url, registry=registry, raise_for_status=True, timeout=aiohttp.ClientTimeout(total=timeout)
         )
         self.api_url = api_url
 

@@ -1,4 +1,8 @@
-"""The maths server: ``GET /squares?values=1,2,3`` squares each value through one shared session."""
+"""The maths server: ``GET /squares?values=1,2,3`` squares each value through one shared session.
+
+``GET /`` is the same as a web page (a form and a table, rendered on the server, no JavaScript);
+``GET /stats`` shows the registry at work: one session created, ``acquired`` growing per request.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,12 @@ import asyncio
 import dataclasses
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import aiohttp
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 
 import asynctools
@@ -15,47 +23,88 @@ import asynctools
 from .maths import MathRequests
 from .upstream import make_upstream_app
 
-__all__ = ("MAX_VALUES", "make_app")
+__all__ = ("MAX_VALUES", "BadInput", "UpstreamFailed", "make_app")
 
 MAX_VALUES = 1000
+HERE = Path(__file__).parent
 REGISTRY = web.AppKey("registry", asynctools.SessionRegistry)
 API_URL = web.AppKey("api_url", str)
+TIMEOUT = web.AppKey("timeout", float)
 
 
-def bad_request(message: str) -> web.Response:
-    return web.json_response({"error": message}, status=400)
+class BadInput(ValueError):
+    """The request's values cannot be squared (answered with 400)."""
+
+
+class UpstreamFailed(RuntimeError):
+    """The math API failed, hung or answered something that is not a number (answered with 502)."""
 
 
 def parse_values(raw: str | None) -> list[str]:
-    """The comma-separated values of the query; raises ``ValueError`` naming the problem."""
+    """The comma-separated values of the query; raises ``BadInput`` naming the problem."""
     if raw is None or not raw.strip():
-        raise ValueError("missing or empty 'values': pass numbers such as ?values=1,2,3")
+        raise BadInput("missing or empty 'values': pass numbers such as ?values=1,2,3")
     values = [value.strip() for value in raw.split(",")]
     if len(values) > MAX_VALUES:
-        raise ValueError(f"{len(values)} values given, at most {MAX_VALUES} are allowed")
+        raise BadInput(f"{len(values)} values given, at most {MAX_VALUES} are allowed")
     for value in values:
         try:
             number = float(value)
         except ValueError:
-            raise ValueError(f"{value!r} is not a number") from None
+            raise BadInput(f"{value!r} is not a number") from None
         if not math.isfinite(number):
-            raise ValueError(f"{value!r} is not a finite number")
+            raise BadInput(f"{value!r} is not a finite number")
     return values
+
+
+async def compute_squares(app: web.Application, raw: str | None) -> tuple[list[str], list[str]]:
+    """Square every value through the math API; raises ``BadInput`` or ``UpstreamFailed``."""
+    values = parse_values(raw)
+    maths = MathRequests(app[API_URL], registry=app[REGISTRY], timeout=app[TIMEOUT])
+    try:
+        async with maths:
+            results = await asyncio.gather(*(maths.get_square(value) for value in values))
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        reason = (
+            "did not answer in time"
+            if isinstance(exc, asyncio.TimeoutError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        raise UpstreamFailed(f"the math API at {app[API_URL]} failed: {reason}") from exc
+    for value, result in zip(values, results, strict=True):
+        try:
+            float(result)
+        except ValueError:
+            raise UpstreamFailed(
+                f"the math API at {app[API_URL]} answered {result[:80]!r} for ({value})^2, not a number"
+            ) from None
+    return values, results
 
 
 async def squares(request: web.Request) -> web.Response:
     try:
-        values = parse_values(request.query.get("values"))
-    except ValueError as exc:
-        return bad_request(str(exc))
-    maths = MathRequests(request.app[API_URL], registry=request.app[REGISTRY])
-    try:
-        async with maths:
-            results = await asyncio.gather(*(maths.get_square(v) for v in values))
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        message = f"the math API at {request.app[API_URL]} failed: {type(exc).__name__}: {exc}"
-        return web.json_response({"error": message}, status=502)
+        values, results = await compute_squares(request.app, request.query.get("values"))
+    except BadInput as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    except UpstreamFailed as exc:
+        return web.json_response({"error": str(exc)}, status=502)
     return web.json_response({"values": values, "results": results})
+
+
+async def index(request: web.Request) -> web.Response:
+    raw = request.query.get("values")
+    context: dict[str, Any] = {"raw": raw or "", "rows": [], "error": None}
+    status = 200
+    if raw is not None:
+        try:
+            values, results = await compute_squares(request.app, raw)
+            context["rows"] = list(zip(values, results, strict=True))
+        except BadInput as exc:
+            context["error"], status = str(exc), 400
+        except UpstreamFailed as exc:
+            context["error"], status = str(exc), 502
+    context["stats"] = request.app[REGISTRY].stats()
+    return aiohttp_jinja2.render_template("index.html", request, context, status=status)
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -63,13 +112,20 @@ async def stats(request: web.Request) -> web.Response:
 
 
 def make_app(
-    upstream: str | None = None, registry: asynctools.SessionRegistry | None = None
+    upstream: str | None = None, *, timeout: float = 5.0, registry: asynctools.SessionRegistry | None = None
 ) -> web.Application:
-    """The maths app; with no *upstream*, it also serves its own math API on a free loopback port."""
+    """The maths app; with no *upstream*, it also serves its own math API on a free loopback port.
+
+    *timeout* is how long a call to the math API may take, in seconds.
+    """
     app = web.Application()
     app[REGISTRY] = registry if registry is not None else asynctools.SessionRegistry()
+    app[TIMEOUT] = timeout
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+    app.router.add_get("/", index)
     app.router.add_get("/squares", squares)
     app.router.add_get("/stats", stats)
+    app.router.add_static("/static", HERE / "static")
 
     async def embedded_upstream(app: web.Application) -> AsyncIterator[None]:
         runner = web.AppRunner(make_upstream_app())
@@ -85,5 +141,6 @@ def make_app(
         app.cleanup_ctx.append(embedded_upstream)
     else:
         app[API_URL] = upstream
+    # Last in, first out: the registry's sessions close before the embedded upstream stops.
     app.cleanup_ctx.append(app[REGISTRY].cleanup_ctx)
     return app

@@ -1,0 +1,209 @@
+"""The maths server end to end: the 0.1.3 README's curl, bad input, failing upstreams, /stats, Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from example.server import make_app
+
+ROOT = Path(__file__).parent.parent
+SEED_JSON = {
+    "values": ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"],
+    "results": ["1", "4", "9", "16", "25", "36", "49", "64", "81", "100"],
+}
+
+
+@pytest.fixture
+async def maths(aiohttp_client):
+    return await aiohttp_client(make_app())
+
+
+async def test_the_seed_readmes_curl(maths):
+    resp = await maths.get("/squares?values=1,2,3,4,5,6,7,8,9,10")
+    assert resp.status == 200
+    assert await resp.json() == SEED_JSON
+
+
+async def test_negative_and_decimal_values(maths):
+    resp = await maths.get("/squares", params={"values": "-3, 0.5,1e3"})
+    assert await resp.json() == {"values": ["-3", "0.5", "1e3"], "results": ["9", "0.25", "1000000"]}
+
+
+async def test_one_session_serves_every_request(maths):
+    for _ in range(5):
+        assert (await maths.get("/squares?values=1,2,3,4,5,6,7,8,9,10")).status == 200
+    stats = await (await maths.get("/stats")).json()
+    assert stats["created"] == 1
+    assert stats["acquired"] == 5
+    assert stats["in_use"] == 0
+    assert [s["users"] for s in stats["sessions"]] == [0]
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("", "missing or empty 'values'"),
+        ("?values=", "missing or empty 'values'"),
+        ("?values=1,two,3", "'two' is not a number"),
+        ("?values=1,,3", "'' is not a number"),
+        ("?values=nan", "'nan' is not a finite number"),
+        ("?values=" + ",".join(["1"] * 1001), "1001 values given, at most 1000"),
+    ],
+)
+async def test_bad_input_gets_a_400_naming_the_problem(maths, query, words):
+    resp = await maths.get("/squares" + query)
+    assert resp.status == 400
+    assert words in (await resp.json())["error"]
+    assert (await maths.get("/squares?values=2")).status == 200  # still serving
+
+
+async def test_a_thousand_values_are_fine(maths):
+    resp = await maths.get("/squares", params={"values": ",".join(str(i) for i in range(1000))})
+    body = await resp.json()
+    assert body["results"][999] == "998001"
+
+
+async def faulty_upstream(behaviour: str) -> TestServer:
+    async def v4(request: web.Request) -> web.Response:
+        if behaviour == "fails":
+            return web.Response(status=500, text="Internal error")
+        if behaviour == "garbage":
+            return web.Response(text="<html>banana</html>")
+        await asyncio.Event().wait()  # hangs
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_get("/v4", v4)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "words"),
+    [
+        ("fails", "ClientResponseError: 500"),
+        ("garbage", "answered '<html>banana</html>' for (2)^2, not a number"),
+        ("hangs", "did not answer in time"),
+    ],
+)
+async def test_a_failing_upstream_gets_a_502_naming_it(aiohttp_client, behaviour, words):
+    upstream = await faulty_upstream(behaviour)
+    try:
+        client = await aiohttp_client(make_app(str(upstream.make_url("/v4")), timeout=0.2))
+        resp = await client.get("/squares?values=2")
+        assert resp.status == 502
+        error = (await resp.json())["error"]
+        assert str(upstream.make_url("/v4")) in error
+        assert words in error
+    finally:
+        await upstream.close()
+
+
+async def test_an_upstream_that_is_not_there(aiohttp_client):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens once the socket is closed
+    client = await aiohttp_client(make_app(f"http://127.0.0.1:{port}/v4"))
+    resp = await client.get("/squares?values=2")
+    assert resp.status == 502
+    assert "ClientConnectorError" in (await resp.json())["error"]
+
+
+async def test_the_embedded_upstream_refuses_malformed_expressions(maths):
+    resp = await maths.get("/squares?values=2")
+    assert resp.status == 200
+    stats = await (await maths.get("/stats")).json()
+    origin = stats["sessions"][0]["origin"]
+    async with maths.session.get(f"{origin}/v4", params={"expr": "2 +* 3"}) as bad:
+        assert bad.status == 400
+        assert (await bad.text()).startswith("Error: Value expected")
+    async with maths.session.get(f"{origin}/v4") as missing:
+        assert missing.status == 400
+
+
+async def test_the_page_renders_a_table_without_javascript(maths):
+    page = await (await maths.get("/")).text()
+    assert '<form method="get" action="/">' in page and "<script" not in page
+    resp = await maths.get("/", params={"values": "1,2,-3"})
+    html = await resp.text()
+    for value, square in (("1", "1"), ("2", "4"), ("-3", "9")):
+        assert f"<tr><td>{value}</td><td>{square}</td></tr>" in html
+    resp = await maths.get("/", params={"values": "1,<b>x"})
+    assert resp.status == 400
+    assert "&#39;&lt;b&gt;x&#39; is not a number" in await resp.text()
+    css = await maths.get("/static/style.css")
+    assert css.status == 200 and "table" in await css.text()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RunningExample:
+    """``python -m example`` in a subprocess, as a user runs it."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-X",
+                "dev",
+                "-m",
+                "example",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                *args,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.proc.stdout is not None
+        self.banner = self.proc.stdout.readline()
+
+    def get(self, path: str) -> str:
+        for _ in range(200):  # the banner comes just before the socket is bound
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=30) as resp:
+                    return str(resp.read().decode())
+            except urllib.error.URLError:
+                time.sleep(0.05)
+        raise AssertionError(f"{self.url}{path} never answered")
+
+    def interrupt(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, err
+
+
+def test_python_m_example_serves_the_curl_and_stops_cleanly_on_ctrl_c():
+    server = RunningExample()
+    assert f"{server.url}/squares?values=1,2,3,4,5,6,7,8,9,10" in server.banner
+    assert json.loads(server.get("/squares?values=1,2,3,4,5,6,7,8,9,10")) == SEED_JSON
+    code, err = server.interrupt()
+    assert code == 0
+    for text in ("Traceback", "Unclosed", "ResourceWarning", "Task was destroyed", "Exception ignored"):
+        assert text not in err, err
