@@ -15,8 +15,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_mypy_strict_on_the_package():
-    result = run("mypy", "--strict", "asynctools")
+def test_mypy_strict_on_the_package_and_the_example():
+    result = run("mypy", "--strict", "asynctools", "example")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
