@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -18,6 +18,16 @@ from ._request import PooledRequest, ResponseContext
 __all__ = ("AbstractSessionContainer",)
 
 _C = TypeVar("_C", bound="AbstractSessionContainer")
+
+
+def _removed_hook(name: str) -> TypeError:
+    return TypeError(
+        f"{name}() was removed in asynctools 1.0: containers of the same site and options share one "
+        "session, so a hook that changes it would change it for all of them (and aiohttp 4 forbids "
+        "setting attributes on ClientSession). Pass ClientSession options to the container instead "
+        "(headers=, trace_configs=, middlewares=, raise_for_status=...), and put start or close logic "
+        "in your own __aenter__/__aexit__ around super()'s"
+    )
 
 
 class _Done:
@@ -71,6 +81,24 @@ class AbstractSessionContainer:
     """
 
     base_url: str | URL | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse, at class creation, 0.1.3's ``session_hook``, which a shared session cannot honour."""
+        super().__init_subclass__(**kwargs)
+        if "session_hook" in vars(cls):
+            raise _removed_hook("session_hook")
+
+    def set_session_hook(self, hook: object) -> None:
+        """Removed in 1.0 (see the README's migration section); raises ``TypeError`` saying why."""
+        raise _removed_hook("set_session_hook")
+
+    def on_start(self, hook: object) -> None:
+        """Removed in 1.0 (see the README's migration section); raises ``TypeError`` saying why."""
+        raise _removed_hook("on_start")
+
+    def on_close(self, hook: object) -> None:
+        """Removed in 1.0 (see the README's migration section); raises ``TypeError`` saying why."""
+        raise _removed_hook("on_close")
 
     # Class-level defaults keep the hot path to plain attribute reads.
     _asynctools_session: ClientSession | None = None  # borrowed or attached
@@ -152,7 +180,7 @@ class AbstractSessionContainer:
         """Release the session when the outermost ``async with`` ends."""
         await _Done(self._detach())
 
-    def start_session(self) -> _Done:
+    def start_session(self) -> Awaitable[None]:
         """Attach a session, as ``async with`` does; pair each call with one ``close_session()``.
 
         Works as a plain call or awaited. Raises ``RuntimeError`` outside a running event loop.
@@ -166,7 +194,7 @@ class AbstractSessionContainer:
         self._attach()
         return _Done()
 
-    def close_session(self) -> _Done:
+    def close_session(self) -> Awaitable[None]:
         """Release the session taken by the matching ``start_session()``; nothing to do if none.
 
         Works as a plain call (the release happens at once) or awaited (also waits until the session
