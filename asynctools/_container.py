@@ -63,10 +63,14 @@ class AbstractSessionContainer:
     ``default_registry``. A *session* passed in is borrowed: used as it is, never closed or released.
     Constructing a container needs no event loop and creates no session.
 
+    Sharing a session shares its cookie jar. With ``isolate_cookies=True`` the container gets a session
+    and cookie jar of its own, on a connection pool the registry shares among every such container of
+    the same site and options: cookies set for one never reach another's requests.
+
     Raises ``TypeError`` for a *base_url* that is not a str or URL, a *registry* that is not a
     ``SessionRegistry``, a *session* that is not a ``ClientSession`` or a keyword ``ClientSession`` does
     not accept; ``ValueError`` for a *base_url* without a host or with a scheme other than http, https,
-    ws or wss.
+    ws or wss, and for ``isolate_cookies=True`` with ``cookie_jar=``, ``cookies=`` or ``connector=``.
 
         class GitHub(AbstractSessionContainer):
             base_url = "https://api.github.com"
@@ -112,6 +116,7 @@ class AbstractSessionContainer:
         *,
         registry: SessionRegistry | None = None,
         session: ClientSession | None = None,
+        isolate_cookies: bool = False,
         **session_kwargs: Any,
     ) -> None:
         if registry is None:
@@ -121,7 +126,7 @@ class AbstractSessionContainer:
         if session is not None and not isinstance(session, ClientSession):
             raise TypeError(f"session must be an aiohttp.ClientSession to borrow, or None, not {session!r}")
         url = parse_url(base_url if base_url is not None else type(self).base_url)
-        key = make_key(url, session_kwargs)
+        key = make_key(url, session_kwargs, isolate_cookies=isolate_cookies)
         self.base_url = url
         # Relative URLs are resolved under the base path: "https://h/v3" + "users" is "https://h/v3/users".
         self._asynctools_join_base = (

@@ -130,16 +130,22 @@ class SessionKey:
     """The identity of one shared session on a loop: origin and frozen ``ClientSession`` kwargs.
 
     It also keeps the keyword arguments the session is created with. Worked out once per container,
-    so the hot path only hashes a cached integer.
+    so the hot path only hashes a cached integer. An *isolation* token (one per container that asks
+    for its own cookies) makes the key unique to its owner; ``shared`` is then the key its connection
+    pool is shared under.
     """
 
-    __slots__ = ("_hash", "frozen", "origin", "session_kwargs")
+    __slots__ = ("_hash", "frozen", "isolation", "origin", "session_kwargs", "shared")
 
-    def __init__(self, origin: Origin | None, session_kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, origin: Origin | None, session_kwargs: dict[str, Any], isolation: object = None
+    ) -> None:
         self.origin = origin
         self.session_kwargs = session_kwargs
         self.frozen = frozenset((name, _freeze(value)) for name, value in session_kwargs.items())
-        self._hash = hash((origin, self.frozen))
+        self.isolation = isolation
+        self.shared = self if isolation is None else SessionKey(origin, session_kwargs)
+        self._hash = hash((origin, self.frozen, id(isolation)))
 
     def __hash__(self) -> int:
         return self._hash
@@ -147,7 +153,9 @@ class SessionKey:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SessionKey):
             return NotImplemented
-        return self.origin == other.origin and self.frozen == other.frozen
+        return (
+            self.origin == other.origin and self.frozen == other.frozen and self.isolation is other.isolation
+        )
 
     def __repr__(self) -> str:
         return f"<SessionKey {self.origin_text()} {sorted(self.session_kwargs)}>"
@@ -160,16 +168,25 @@ class SessionKey:
         return str(URL.build(scheme=scheme, host=host, port=port))
 
 
-def make_key(url: object, session_kwargs: Mapping[str, Any]) -> SessionKey:
+def make_key(url: object, session_kwargs: Mapping[str, Any], *, isolate_cookies: bool = False) -> SessionKey:
     """Validate *url* and *session_kwargs* and return their ``SessionKey``.
 
     A user's own ``connector`` is never closed by us: unless ``connector_owner`` is given, the session
-    is created with ``connector_owner=False``.
-    Raises ``TypeError`` or ``ValueError`` (see ``parse_url`` and ``check_session_kwargs``).
+    is created with ``connector_owner=False``. With *isolate_cookies*, the key is unique to its caller.
+    Raises ``TypeError`` or ``ValueError`` (see ``parse_url`` and ``check_session_kwargs``), and
+    ``ValueError`` for *isolate_cookies* with a ``cookie_jar``, ``cookies`` or ``connector`` of the user's.
     """
     origin = parse_origin(url)
     check_session_kwargs(session_kwargs)
     kwargs = dict(session_kwargs)
+    if isolate_cookies:
+        clash = sorted({"cookie_jar", "cookies", "connector", "connector_owner"} & kwargs.keys())
+        if clash:
+            raise ValueError(
+                f"isolate_cookies=True gives each container a cookie jar of its own on the registry's shared "
+                f"connection pool; it cannot be combined with {', '.join(clash)}: drop one or the other"
+            )
+        return SessionKey(origin, kwargs, isolation=object())
     if kwargs.get("connector") is not None:
         kwargs.setdefault("connector_owner", False)
     return SessionKey(origin, kwargs)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from aiohttp import ClientSession
+from aiohttp import BaseConnector, ClientSession, CookieJar, TCPConnector
 
 from ._idle import IdleCache
 from ._keys import SessionKey
@@ -82,6 +83,9 @@ class LoopPool:
         self._expiry_handle: asyncio.TimerHandle | None = None
         self._expiry_when = 0.0
         self._closing: set[asyncio.Task[None]] = set()
+        # Registry-owned connectors shared by the sessions of containers that isolate their cookies,
+        # with how many such sessions use each.
+        self._connectors: dict[SessionKey, tuple[BaseConnector, int]] = {}
         self._guard: asyncio.Task[None] | None = None
         if not shut_down:
             self._guard = loop.create_task(self._close_at_loop_shutdown(), name="asynctools-registry-guard")
@@ -149,13 +153,34 @@ class LoopPool:
                 entry = None
         if entry is None:
             # Created before anything is counted: if aiohttp refuses the arguments, nothing changed.
-            session = ClientSession(**key.session_kwargs)
+            session = ClientSession(**key.session_kwargs) if key.isolation is None else self._isolated(key)
             entry = _Entry(key, session)
             self._entries[session] = entry
             self._owner._adopt(session)
             self.created += 1
         self._current[key] = entry
         return entry
+
+    def _isolated(self, key: SessionKey) -> ClientSession:
+        """A session with a cookie jar of its own on the connector shared by *key*'s site and options."""
+        connector, users = self._connectors.get(key.shared) or (TCPConnector(), 0)
+        session = ClientSession(
+            **key.session_kwargs, connector=connector, connector_owner=False, cookie_jar=CookieJar()
+        )
+        self._connectors[key.shared] = (connector, users + 1)
+        return session
+
+    def _unshare(self, key: SessionKey) -> None:
+        """One session less on *key*'s shared connector; the last one out closes it."""
+        slot = self._connectors.get(key.shared)
+        if slot is None:
+            return
+        connector, users = slot
+        if users > 1:
+            self._connectors[key.shared] = (connector, users - 1)
+        else:
+            del self._connectors[key.shared]
+            self._track(connector.close)
 
     # -- idling ------------------------------------------------------------------------------------
 
@@ -192,12 +217,25 @@ class LoopPool:
         self._entries.pop(entry.session, None)
         if self._current.get(entry.key) is entry:
             del self._current[entry.key]
-        return self._close(entry.session)
+        closing = self._close(entry.session)
+        if entry.key.isolation is not None:
+            self._unshare(entry.key)
+        return closing
 
     def _close(self, session: ClientSession) -> asyncio.Task[None] | None:
-        if session.closed or self.loop.is_closed():
+        if session.closed:
             return None
-        task = self.loop.create_task(session.close())
+        return self._track(session.close)
+
+    def _track(self, close: Callable[[], Awaitable[None]]) -> asyncio.Task[None] | None:
+        """Run *close* in a task that ``close()`` and the loop's shutdown wait for."""
+        if self.loop.is_closed():
+            return None  # nothing can run any more: aiohttp reports what is left open
+
+        async def wait() -> None:
+            await close()
+
+        task = self.loop.create_task(wait())
         self._closing.add(task)
         task.add_done_callback(self._closed)
         return task
@@ -236,6 +274,9 @@ class LoopPool:
                 self._drop(entry)
         if self._idle is not None:
             self._idle.clear()  # every idle entry was just dropped and closed above
+        for connector, _ in self._connectors.values():  # their sessions are all closed now
+            self._track(connector.close)
+        self._connectors.clear()
         return list(self._closing)
 
     async def close(self) -> None:

@@ -21,7 +21,7 @@ import aiohttp
 import httpx
 from rich.progress import Progress
 
-from .endtoend import compare, make_tls, upstream
+from .endtoend import CORE, compare, make_tls, upstream
 from .micro import run_micro
 from .report import chart, print_tables, targets, update_readme
 from .strategies import STRATEGIES, Workload
@@ -53,12 +53,18 @@ async def run(quick: bool, progress: Progress) -> dict[str, Any]:
         if quick
         else dict(containers=100, concurrency=5, rounds=4)
     )
-    repetitions = 1 if quick else 5
+    repetitions, core_repetitions = (1, 1) if quick else (5, 20)
     results: dict[str, Any] = {
         "machine": machine(),
-        "workload": {**shape, "repetitions": repetitions, "quick": quick},
+        "workload": {
+            **shape,
+            "repetitions": repetitions,
+            "core_repetitions": core_repetitions,
+            "quick": quick,
+        },
     }
-    task = progress.add_task("micro-benchmarks", total=1 + 2 * repetitions * len(STRATEGIES))
+    steps = repetitions * len(STRATEGIES) + (core_repetitions - repetitions) * len(CORE)
+    task = progress.add_task("micro-benchmarks", total=1 + 2 * steps)
     results["micro"] = await run_micro(quick)
     progress.advance(task)
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +75,7 @@ async def run(quick: bool, progress: Progress) -> dict[str, Any]:
                 def advance(name: str, scheme: str = scheme) -> None:
                     progress.update(task, description=f"{scheme} {name}", advance=1)
 
-                results[scheme] = await compare(w, server, repetitions, advance)
+                results[scheme] = await compare(w, server, repetitions, core_repetitions, advance)
     results["targets"] = targets(results)
     return results
 

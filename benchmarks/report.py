@@ -85,9 +85,11 @@ def print_tables(results: dict[str, Any], console: Console | None = None) -> Non
 
 def describe_workload(results: dict[str, Any]) -> str:
     w = results["workload"]
+    core = w.get("core_repetitions", w["repetitions"])
+    extra = f" ({core} for handheld, containers and unattached)" if core != w["repetitions"] else ""
     return (
         f"{w['containers']} containers x {w['concurrency']} concurrent calls x {w['rounds']} rounds, "
-        f"median of {w['repetitions']} alternated repetitions"
+        f"medians of {w['repetitions']} rotated repetitions{extra}"
     )
 
 
