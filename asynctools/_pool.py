@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import traceback
+import warnings
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -18,7 +22,7 @@ __all__ = ("LoopPool",)
 class _Entry:
     """One session and how many users hold it."""
 
-    __slots__ = ("idle_since", "key", "session", "settling", "users")
+    __slots__ = ("__weakref__", "idle_since", "key", "session", "settling", "stacks", "users")
 
     def __init__(self, key: SessionKey, session: ClientSession) -> None:
         self.key = key
@@ -26,6 +30,26 @@ class _Entry:
         self.users = 0
         self.settling = False  # waiting for the end of the tick to go idle
         self.idle_since = 0.0
+        self.stacks: list[traceback.StackSummary] = []  # in debug mode: where each user acquired it
+
+
+_PACKAGE = os.path.dirname(__file__)
+
+
+def _caller_stack() -> traceback.StackSummary:
+    """The stack of whoever acquired, without asynctools' own frames."""
+    frames = [frame for frame in traceback.extract_stack() if not frame.filename.startswith(_PACKAGE)]
+    return traceback.StackSummary.from_list(frames[-12:])
+
+
+def _report_unreleased(origin: str | None, stacks: list[traceback.StackSummary]) -> None:
+    if stacks:
+        where = "\n".join("".join(stack.format()) for stack in stacks)
+        message = (
+            f"asynctools: {len(stacks)} acquisition(s) of the session for {origin} were never released "
+            f"(the registry closed it instead); acquired at:\n{where}"
+        )
+        warnings.warn(message, ResourceWarning, stacklevel=2)
 
 
 class PoolOwner(Protocol):
@@ -34,8 +58,8 @@ class PoolOwner(Protocol):
     def _adopt(self, session: ClientSession) -> None:
         """A session was created."""
 
-    def _orphan(self, session: ClientSession, users: int) -> None:
-        """The pool detached while *users* still hold *session* (now closed)."""
+    def _orphan(self, session: ClientSession, users: int, stacks: list[traceback.StackSummary]) -> None:
+        """The pool detached while *users* still hold *session* (now closed); *stacks* say where."""
 
     def _forget(self, pool: LoopPool, *, loop_shut_down: bool) -> None:
         """The pool detached: it takes no new users."""
@@ -63,8 +87,10 @@ class LoopPool:
         owner: PoolOwner,
         *,
         shut_down: bool = False,
+        debug: bool = False,
     ) -> None:
         self.loop = loop
+        self.debug = debug
         self.created = 0
         self.acquired = 0
         # Set once the loop shuts down: from then on a release closes at once instead of lingering,
@@ -102,6 +128,8 @@ class LoopPool:
             entry = self._checkout(key)
         entry.users += 1
         self.acquired += 1
+        if self.debug:
+            entry.stacks.append(_caller_stack())
         return entry.session
 
     def release(self, session: ClientSession) -> asyncio.Task[None] | None:
@@ -117,6 +145,8 @@ class LoopPool:
                 "call release() once for each acquire()"
             )
         entry.users -= 1
+        if entry.stacks:
+            entry.stacks.pop()
         if entry.users:
             return None
         if (
@@ -268,7 +298,11 @@ class LoopPool:
         self._current.clear()
         for entry in list(self._entries.values()):
             if entry.users:
-                self._owner._orphan(entry.session, entry.users)
+                self._owner._orphan(entry.session, entry.users, entry.stacks)
+                if entry.stacks:
+                    # Reported if still unreleased when the entry goes away: a paused generator
+                    # finalised after the loop's shutdown, or a call still in flight, releases later.
+                    weakref.finalize(entry, _report_unreleased, entry.key.origin_text(), entry.stacks)
                 self._close(entry.session)
             else:
                 self._drop(entry)

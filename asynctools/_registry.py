@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import traceback
 import weakref
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -30,6 +31,10 @@ class SessionRegistry:
     holds for that loop is closed. Constructing a registry needs no event loop; one registry may serve
     several threads, each with its own loop.
 
+    With *debug* (or in asyncio's debug mode, ``python -X dev``), each acquisition records where it was
+    made, and ``close()`` or the loop's shutdown report those never released as a ``ResourceWarning``
+    with that traceback.
+
     Raises ``TypeError`` or ``ValueError`` for an *idle_timeout* that is not a finite number >= 0 or a
     *max_idle* that is not an int >= 0.
 
@@ -40,7 +45,7 @@ class SessionRegistry:
                 items = await resp.json()
     """
 
-    def __init__(self, *, idle_timeout: float = 15.0, max_idle: int = 64) -> None:
+    def __init__(self, *, idle_timeout: float = 15.0, max_idle: int = 64, debug: bool = False) -> None:
         if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)):
             raise TypeError(f"idle_timeout must be a number of seconds, not {idle_timeout!r}")
         if not (math.isfinite(idle_timeout) and idle_timeout >= 0):
@@ -51,11 +56,15 @@ class SessionRegistry:
             raise ValueError(f"max_idle must be >= 0 (0 keeps no idle session), not {max_idle!r}")
         self._idle_timeout = float(idle_timeout)
         self._max_idle = max_idle
+        self._debug = bool(debug)
         self._pools: dict[asyncio.AbstractEventLoop, LoopPool] = {}
         self._lock = threading.Lock()  # guards what follows against threads that each run a loop
         # Weak: neither may keep a session, and so its loop, alive.
         self._handed_out: weakref.WeakSet[ClientSession] = weakref.WeakSet()
-        self._orphans: weakref.WeakKeyDictionary[ClientSession, int] = weakref.WeakKeyDictionary()
+        # Sessions closed while still held: how many users, and (debug mode) where they acquired.
+        self._orphans: weakref.WeakKeyDictionary[ClientSession, tuple[int, list[traceback.StackSummary]]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._shut_down_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
     def __repr__(self) -> str:
@@ -89,21 +98,22 @@ class SessionRegistry:
             if loop in self._shut_down_loops:
                 # An async generator finalised after the shutdown: serve it, but keep nothing, since
                 # no task can be left behind to close a lingering session any more.
-                return LoopPool(loop, self._idle_timeout, self._max_idle, self, shut_down=True)
+                return LoopPool(loop, self._idle_timeout, self._max_idle, self, shut_down=True, debug=False)
             # A loop closed without shutting down never detached its pool: drop it here, so that a
             # dead loop is not kept alive by the registry.
             for dead in [other for other in self._pools if other.is_closed()]:
                 del self._pools[dead]
-            pool = self._pools[loop] = LoopPool(loop, self._idle_timeout, self._max_idle, self)
+            debug = self._debug or loop.get_debug()
+            pool = self._pools[loop] = LoopPool(loop, self._idle_timeout, self._max_idle, self, debug=debug)
         return pool
 
     def _adopt(self, session: ClientSession) -> None:
         with self._lock:
             self._handed_out.add(session)
 
-    def _orphan(self, session: ClientSession, users: int) -> None:
+    def _orphan(self, session: ClientSession, users: int, stacks: list[traceback.StackSummary]) -> None:
         with self._lock:
-            self._orphans[session] = users
+            self._orphans[session] = (users, stacks)
 
     def _forget(self, pool: LoopPool, *, loop_shut_down: bool) -> None:
         with self._lock:
@@ -142,9 +152,11 @@ class SessionRegistry:
             await pool.release_and_wait(session)
             return
         with self._lock:
-            users = self._orphans.get(session, 0)
+            users, stacks = self._orphans.get(session, (0, []))
             if users:  # closed by close() or the loop's shutdown while still in use: already closed
-                self._orphans[session] = users - 1
+                self._orphans[session] = (users - 1, stacks)
+                if stacks:
+                    stacks.pop()
                 return
         if session in self._handed_out:
             raise ValueError(
