@@ -314,8 +314,11 @@ class LoopPool:
         return list(self._closing)
 
     async def close(self) -> None:
-        """Close everything (see ``close_all``) and wait until it is closed."""
-        await asyncio.gather(*self.close_all())
+        """Close everything (see ``close_all``) and wait until it is closed.
+
+        Cancelling the wait does not cancel the closing: the sessions still close.
+        """
+        await asyncio.shield(asyncio.gather(*self.close_all()))
         if self._guard is not None and self._guard is not asyncio.current_task():
             await asyncio.wait([self._guard])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -21,32 +22,56 @@ settings.register_profile("asynctools", deadline=None, suppress_health_check=[He
 settings.load_profile("asynctools")
 
 
+def leaks(
+    loop: asyncio.AbstractEventLoop,
+    tasks_before: set[asyncio.Task[Any]],
+    threads_before: set[threading.Thread],
+    reports: list[dict[str, Any]],
+) -> list[str]:
+    """What a test left behind: loop reports, pending tasks and timers, new threads, open sessions."""
+    current = asyncio.current_task()
+    executor = getattr(loop, "_default_executor", None)  # getaddrinfo's threads belong to the loop
+    pool_threads = set(getattr(executor, "_threads", ()))
+    problems = [f"the loop reported: {r.get('message')}" for r in reports]
+    problems += [
+        f"task left pending: {t!r}" for t in asyncio.all_tasks() if t is not current and t not in tasks_before
+    ]
+    problems += [f"timer left scheduled: {h!r}" for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+    problems += [
+        f"thread left running: {t!r}"
+        for t in threading.enumerate()
+        if t not in threads_before and t not in pool_threads and t.is_alive()
+    ]
+    gc.collect()
+    problems += [
+        f"session left open: {o!r}"
+        for o in gc.get_objects()
+        if isinstance(o, aiohttp.ClientSession) and not o.closed
+    ]
+    return problems
+
+
 @pytest.fixture(autouse=True)
 async def no_leaks() -> AsyncIterator[list[dict[str, Any]]]:
-    """Fail the test on a loop exception report, a pending task or timer, or an open ClientSession.
+    """Fail the test on a loop exception report, a pending task or timer, a new thread or an open session.
 
     ResourceWarning ("Unclosed client session", "Unclosed connector") is already an error through
-    ``filterwarnings = error``; this adds what warnings do not show.
+    ``filterwarnings = error``; aiohttp's "Unclosed ..." reports reach the loop's exception handler,
+    which this fixture records.
     """
     loop = asyncio.get_running_loop()
     reports: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: reports.append(context))
-    tasks_before = asyncio.all_tasks()
+    tasks_before, threads_before = asyncio.all_tasks(), set(threading.enumerate())
     yield reports
     await asynctools.default_registry.close()
     await asyncio.sleep(0)  # let done-callbacks of closed sessions run
-    current = asyncio.current_task()
-    pending = [t for t in asyncio.all_tasks() if t is not current and t not in tasks_before]
-    timers = [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
-    gc.collect()
-    unclosed = [o for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed]
-    for session in unclosed:  # close them so that one leak is reported by one test only
-        await session.close()
+    problems = leaks(loop, tasks_before, threads_before, reports)
+    for obj in gc.get_objects():  # close leaked sessions, so that one leak fails one test only
+        if isinstance(obj, aiohttp.ClientSession) and not obj.closed:
+            await obj.close()
     loop.set_exception_handler(None)
-    assert not reports, f"the loop reported: {[r.get('message') for r in reports]}"
-    assert not pending, f"tasks left pending: {pending}"
-    assert not timers, f"timers left scheduled: {timers}"
-    assert not unclosed, f"sessions left open: {unclosed}"
+    assert not problems, "\n".join(problems)
 
 
 class Upstream:
