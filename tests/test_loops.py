@@ -46,7 +46,7 @@ def open_sessions() -> list[aiohttp.ClientSession]:
     return [o for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed]
 
 
-def test_thirty_asyncio_runs_in_a_row_leave_nothing_behind():
+def test_a_hundred_asyncio_runs_in_a_row_leave_nothing_behind():
     loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
     sessions: list[int] = []
 
@@ -63,7 +63,7 @@ def test_thirty_asyncio_runs_in_a_row_leave_nothing_behind():
         finally:
             await runner.cleanup()
 
-    for _ in range(30):
+    for _ in range(100):
         asyncio.run(main())
     assert asynctools.default_registry._pools == {}
     assert open_sessions() == []
