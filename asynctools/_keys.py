@@ -27,8 +27,6 @@ _SESSION_PARAMETERS: Final = frozenset(
 
 # Tags keep a frozen mapping, sequence or multidict from ever equalling a frozen value of another kind.
 _MAPPING: Final = "mapping"
-_MULTI: Final = "multidict"
-_CI_MULTI: Final = "cimultidict"
 _SEQUENCE: Final = "sequence"
 
 
@@ -56,13 +54,16 @@ def _freeze(value: Any) -> Any:
     """
     if value is None or isinstance(value, (str, bytes, int, float)):
         return value
-    if isinstance(value, (CIMultiDict, CIMultiDictProxy)):
-        names = {name.lower() for name in value}
-        return (_CI_MULTI, frozenset((n, tuple(_freeze(v) for v in value.getall(n))) for n in names))
-    if isinstance(value, (MultiDict, MultiDictProxy)):
-        return (_MULTI, frozenset((n, tuple(_freeze(v) for v in value.getall(n))) for n in set(value)))
     if isinstance(value, Mapping):
-        return (_MAPPING, frozenset((_freeze(k), _freeze(v)) for k, v in value.items()))
+        # Every mapping as a multi-valued one, so that a dict and a MultiDict of the same items are one
+        # key; case-insensitive multidicts (headers) compare their names case-insensitively.
+        fold = isinstance(value, (CIMultiDict, CIMultiDictProxy))
+        if isinstance(value, (MultiDict, MultiDictProxy, CIMultiDict, CIMultiDictProxy)):
+            names = {name.lower() if fold else name for name in value}
+            items = ((name, value.getall(name)) for name in names)
+        else:
+            items = ((name, [item]) for name, item in value.items())
+        return (_MAPPING, frozenset((_freeze(n), tuple(_freeze(v) for v in vs)) for n, vs in items))
     if isinstance(value, (list, tuple)):
         return (_SEQUENCE, tuple(_freeze(v) for v in value))
     if isinstance(value, AbstractSet):

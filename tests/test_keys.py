@@ -144,3 +144,32 @@ def test_any_differing_header_value_gives_another_key(headers, other):
     name = next(iter(headers))
     changed = {**headers, name: headers[name] + other + "!"}
     assert make_key(None, {"headers": headers}) != make_key(None, {"headers": changed})
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=4), st.text(max_size=4), max_size=5))
+def test_any_mapping_type_and_order_give_one_key(headers):
+    from multidict import MultiDictProxy
+
+    forms = [
+        headers,
+        dict(reversed(list(headers.items()))),
+        MultiDict(headers),
+        MultiDictProxy(MultiDict(list(reversed(list(headers.items()))))),
+    ]
+    keys = {make_key("http://h.example", {"headers": form}) for form in forms}
+    assert len(keys) == 1
+
+
+hosts = st.from_regex(r"[a-z][a-z0-9]{0,8}\.example", fullmatch=True)
+
+
+@given(
+    hosts,
+    st.sampled_from([("http", 80), ("https", 443), ("ws", 80), ("wss", 443)]),
+    st.text("abc/", max_size=6),
+)
+def test_equivalent_urls_give_one_origin(host, scheme_port, path):
+    scheme, port = scheme_port
+    plain = f"{scheme}://{host}/"
+    variants = [f"{scheme}://{host.upper()}/{path}", f"{scheme}://{host}:{port}/{path}?q=1", URL(plain)]
+    assert {parse_origin(v) for v in [plain, *variants]} == {(scheme, host, port)}
