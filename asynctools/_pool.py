@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import traceback
-import warnings
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from aiohttp import BaseConnector, ClientSession, CookieJar, TCPConnector
+from aiohttp import ClientSession
 
+from ._diagnostics import caller_stack, report_unreleased
 from ._idle import IdleCache
 from ._keys import SessionKey
+from ._shared_connectors import SharedConnectors
 from ._stats import RegistryStats, SessionStats
 
 __all__ = ("LoopPool",)
@@ -31,25 +31,6 @@ class _Entry:
         self.settling = False  # waiting for the end of the tick to go idle
         self.idle_since = 0.0
         self.stacks: list[traceback.StackSummary] = []  # in debug mode: where each user acquired it
-
-
-_PACKAGE = os.path.dirname(__file__)
-
-
-def _caller_stack() -> traceback.StackSummary:
-    """The stack of whoever acquired, without asynctools' own frames."""
-    frames = [frame for frame in traceback.extract_stack() if not frame.filename.startswith(_PACKAGE)]
-    return traceback.StackSummary.from_list(frames[-12:])
-
-
-def _report_unreleased(origin: str | None, stacks: list[traceback.StackSummary]) -> None:
-    if stacks:
-        where = "\n".join("".join(stack.format()) for stack in stacks)
-        message = (
-            f"asynctools: {len(stacks)} acquisition(s) of the session for {origin} were never released "
-            f"(the registry closed it instead); acquired at:\n{where}"
-        )
-        warnings.warn(message, ResourceWarning, stacklevel=2)
 
 
 class PoolOwner(Protocol):
@@ -109,9 +90,7 @@ class LoopPool:
         self._expiry_handle: asyncio.TimerHandle | None = None
         self._expiry_when = 0.0
         self._closing: set[asyncio.Task[None]] = set()
-        # Registry-owned connectors shared by the sessions of containers that isolate their cookies,
-        # with how many such sessions use each.
-        self._connectors: dict[SessionKey, tuple[BaseConnector, int]] = {}
+        self._connectors = SharedConnectors(self._track)
         self._guard: asyncio.Task[None] | None = None
         if not shut_down:
             self._guard = loop.create_task(self._close_at_loop_shutdown(), name="asynctools-registry-guard")
@@ -129,7 +108,7 @@ class LoopPool:
         entry.users += 1
         self.acquired += 1
         if self.debug:
-            entry.stacks.append(_caller_stack())
+            entry.stacks.append(caller_stack())
         return entry.session
 
     def release(self, session: ClientSession) -> asyncio.Task[None] | None:
@@ -183,34 +162,17 @@ class LoopPool:
                 entry = None
         if entry is None:
             # Created before anything is counted: if aiohttp refuses the arguments, nothing changed.
-            session = ClientSession(**key.session_kwargs) if key.isolation is None else self._isolated(key)
+            session = (
+                ClientSession(**key.session_kwargs)
+                if key.isolation is None
+                else self._connectors.session(key)
+            )
             entry = _Entry(key, session)
             self._entries[session] = entry
             self._owner._adopt(session)
             self.created += 1
         self._current[key] = entry
         return entry
-
-    def _isolated(self, key: SessionKey) -> ClientSession:
-        """A session with a cookie jar of its own on the connector shared by *key*'s site and options."""
-        connector, users = self._connectors.get(key.shared) or (TCPConnector(), 0)
-        session = ClientSession(
-            **key.session_kwargs, connector=connector, connector_owner=False, cookie_jar=CookieJar()
-        )
-        self._connectors[key.shared] = (connector, users + 1)
-        return session
-
-    def _unshare(self, key: SessionKey) -> None:
-        """One session less on *key*'s shared connector; the last one out closes it."""
-        slot = self._connectors.get(key.shared)
-        if slot is None:
-            return
-        connector, users = slot
-        if users > 1:
-            self._connectors[key.shared] = (connector, users - 1)
-        else:
-            del self._connectors[key.shared]
-            self._track(connector.close)
 
     # -- idling ------------------------------------------------------------------------------------
 
@@ -249,7 +211,7 @@ class LoopPool:
             del self._current[entry.key]
         closing = self._close(entry.session)
         if entry.key.isolation is not None:
-            self._unshare(entry.key)
+            self._connectors.release(entry.key)
         return closing
 
     def _close(self, session: ClientSession) -> asyncio.Task[None] | None:
@@ -302,15 +264,13 @@ class LoopPool:
                 if entry.stacks:
                     # Reported if still unreleased when the entry goes away: a paused generator
                     # finalised after the loop's shutdown, or a call still in flight, releases later.
-                    weakref.finalize(entry, _report_unreleased, entry.key.origin_text(), entry.stacks)
+                    weakref.finalize(entry, report_unreleased, entry.key.origin_text(), entry.stacks)
                 self._close(entry.session)
             else:
                 self._drop(entry)
         if self._idle is not None:
             self._idle.clear()  # every idle entry was just dropped and closed above
-        for connector, _ in self._connectors.values():  # their sessions are all closed now
-            self._track(connector.close)
-        self._connectors.clear()
+        self._connectors.close_all()  # their sessions are all closed now
         return list(self._closing)
 
     async def close(self) -> None:
