@@ -254,4 +254,4 @@ class AbstractSessionContainer:
         if base is None:
             return url
         target = URL(url) if isinstance(url, str) else url
-        return target if target.absolute else base.join(target)
+        return target if target.is_absolute() else base.join(target)

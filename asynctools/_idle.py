@@ -18,7 +18,8 @@ class IdleCache(TTLCache[K, V]):
 
     ``TTLCache`` expires values inside ``__setitem__``, ``__len__`` and friends and evicts the least
     recently used one in ``popitem`` without telling anybody; a session dropped that way would never be
-    closed. Both paths go through ``expire()`` and ``popitem()``, so those two are the hooks.
+    closed. Both paths go through ``expire()`` and ``popitem()``, so those two are the hooks
+    (``expire()`` returns what it dropped since cachetools 5.5, hence that lower bound).
     """
 
     def __init__(

@@ -16,7 +16,8 @@ __all__ = ("Origin", "SessionKey", "check_session_kwargs", "make_key", "parse_or
 #: ``(scheme, host, effective port)``; ``None`` stands for "no URL at all".
 Origin = tuple[str, str, int]
 
-POOLED_SCHEMES: Final = frozenset({"http", "https", "ws", "wss"})
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+POOLED_SCHEMES: Final = frozenset(_DEFAULT_PORTS)
 
 # ``loop`` is deprecated in aiohttp and the registry always uses the running loop.
 _SESSION_PARAMETERS: Final = frozenset(
@@ -92,7 +93,7 @@ def parse_url(url: object) -> URL | None:
         parsed = url
     else:
         raise TypeError(f"url must be a str or a yarl.URL, not {type(url).__name__}: {url!r}")
-    if not parsed.absolute or not parsed.raw_host:
+    if not parsed.is_absolute() or not parsed.raw_host:
         raise ValueError(f"url {url!r} has no host; pass an absolute URL such as 'https://api.example.com'")
     if parsed.scheme not in POOLED_SCHEMES:
         raise ValueError(
@@ -166,7 +167,8 @@ class SessionKey:
         if self.origin is None:
             return None
         scheme, host, port = self.origin
-        return str(URL.build(scheme=scheme, host=host, port=port))
+        shown = None if port == _DEFAULT_PORTS[scheme] else port  # as every yarl version prints it
+        return str(URL.build(scheme=scheme, host=host, port=shown))
 
 
 def make_key(url: object, session_kwargs: Mapping[str, Any], *, isolate_cookies: bool = False) -> SessionKey:
