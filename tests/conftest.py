@@ -37,6 +37,13 @@ def leaks(
         f"task left pending: {t!r}" for t in asyncio.all_tasks() if t is not current and t not in tasks_before
     ]
     problems += [f"timer left scheduled: {h!r}" for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+    for thread in threading.enumerate():
+        if thread not in threads_before and thread.name.startswith("waitpid-"):
+            # asyncio's ThreadedChildWatcher (the default on 3.10 and 3.11) reaps each child process in a
+            # thread of its own, which ends just after it has reported the exit: the awaited process is
+            # done while the thread may still be returning. Give it that moment; a thread still waiting on
+            # a child that never exits is reported below.
+            thread.join(timeout=10)
     problems += [
         f"thread left running: {t!r}"
         for t in threading.enumerate()
