@@ -11,7 +11,7 @@ from typing import Protocol
 from aiohttp import ClientSession
 
 from ._diagnostics import caller_stack, report_unreleased
-from ._idle import IdleCache
+from ._idle import IdleSessions
 from ._keys import SessionKey
 from ._shared_connectors import SharedConnectors
 from ._stats import RegistryStats, SessionStats
@@ -22,14 +22,13 @@ __all__ = ("LoopPool",)
 class _Entry:
     """One session and how many users hold it."""
 
-    __slots__ = ("__weakref__", "idle_since", "key", "session", "settling", "stacks", "users")
+    __slots__ = ("__weakref__", "key", "session", "settling", "stacks", "users")
 
     def __init__(self, key: SessionKey, session: ClientSession) -> None:
         self.key = key
         self.session = session
         self.users = 0
         self.settling = False  # waiting for the end of the tick to go idle
-        self.idle_since = 0.0
         self.stacks: list[traceback.StackSummary] = []  # in debug mode: where each user acquired it
 
 
@@ -79,16 +78,13 @@ class LoopPool:
         self.shut_down = shut_down
         self._owner = owner
         self._detached = False
-        self._ttl = idle_timeout
         self._entries: dict[ClientSession, _Entry] = {}
         self._current: dict[SessionKey, _Entry] = {}
-        self._idle: IdleCache[SessionKey, _Entry] | None = None
+        self._idle: IdleSessions[SessionKey, _Entry] | None = None
         if idle_timeout > 0 and max_idle > 0:
-            self._idle = IdleCache(max_idle, idle_timeout, loop.time, self._drop)
+            self._idle = IdleSessions(loop, max_idle, idle_timeout, self._drop)
         self._settling: list[_Entry] = []
         self._settle_handle: asyncio.Handle | None = None
-        self._expiry_handle: asyncio.TimerHandle | None = None
-        self._expiry_when = 0.0
         self._closing: set[asyncio.Task[None]] = set()
         self._connectors = SharedConnectors(self._track)
         self._guard: asyncio.Task[None] | None = None
@@ -155,8 +151,7 @@ class LoopPool:
             self._drop(stale)  # closed behind our back while idle; its in-use twins are dropped on release
         entry = None
         if self._idle is not None:
-            self._idle.expire()
-            entry = self._idle.pop(key, None)
+            entry = self._idle.take(key)
             if entry is not None and entry.session.closed:
                 self._drop(entry)
                 entry = None
@@ -180,27 +175,11 @@ class LoopPool:
         self._settle_handle = None
         settling, self._settling = self._settling, []
         assert self._idle is not None
-        now = self.loop.time()
         for entry in settling:
             entry.settling = False
             if entry.users == 0 and self._current.get(entry.key) is entry:
                 del self._current[entry.key]
-                entry.idle_since = now
-                self._idle[entry.key] = entry  # may expire or evict others: IdleCache closes them
-        self._schedule_expiry()
-
-    def _schedule_expiry(self) -> None:
-        if self._expiry_handle is not None or not self._idle:
-            return
-        self._expiry_when = min(entry.idle_since for entry in self._idle.values()) + self._ttl
-        self._expiry_handle = self.loop.call_at(self._expiry_when, self._expire)
-
-    def _expire(self) -> None:
-        self._expiry_handle = None
-        assert self._idle is not None
-        # call_at may fire up to one clock resolution early; expire as of the time it was meant for.
-        self._idle.expire(max(self.loop.time(), self._expiry_when))
-        self._schedule_expiry()
+                self._idle.add(entry.key, entry)  # may expire or evict others: they are dropped
 
     # -- closing -----------------------------------------------------------------------------------
 
@@ -250,10 +229,11 @@ class LoopPool:
         succeed; the registry remembers them too, for ``registry.release()``.
         """
         self._detach()
-        for handle in (self._settle_handle, self._expiry_handle):
-            if handle is not None:
-                handle.cancel()
-        self._settle_handle = self._expiry_handle = None
+        if self._settle_handle is not None:
+            self._settle_handle.cancel()
+            self._settle_handle = None
+        if self._idle is not None:
+            self._idle.drain()  # each of them is dropped below, with every other entry
         for entry in self._settling:
             entry.settling = False
         self._settling.clear()
@@ -268,8 +248,6 @@ class LoopPool:
                 self._close(entry.session)
             else:
                 self._drop(entry)
-        if self._idle is not None:
-            self._idle.clear()  # every idle entry was just dropped and closed above
         self._connectors.close_all()  # their sessions are all closed now
         return list(self._closing)
 
