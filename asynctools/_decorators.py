@@ -123,14 +123,17 @@ def _with_session(
 def _lease(container: Any, func: Callable[..., Any]) -> tuple[LoopPool, SessionKey]:
     """The pool and key a call acquires from when its container holds no session."""
     try:
-        registry = container._asynctools_registry
-        key = container._asynctools_key
+        registry, key = container._asynctools_registry, container._asynctools_key
     except AttributeError:
-        raise TypeError(
-            f"{func.__qualname__}() is decorated with @attach_session but {container!r} is not an "
-            "initialised AbstractSessionContainer; subclass it and call super().__init__() in __init__"
-        ) from None
+        raise _not_a_container(container, func) from None
     return registry._pool(), key
+
+
+def _not_a_container(obj: Any, func: Callable[..., Any]) -> TypeError:
+    return TypeError(
+        f"{func.__qualname__}() is decorated with @attach_session but {obj!r} is not an "
+        "initialised AbstractSessionContainer; subclass it and call super().__init__() in __init__"
+    )
 
 
 def _wrap_coroutine(
@@ -155,7 +158,11 @@ def _wrap_coroutine(
             return await func(self, *args, **kwargs)
         if session is not None:
             return await func(self, *_with_session(args, kwargs, name, position, session), **kwargs)
-        pool, key = _lease(self, func)
+        try:
+            registry, key = self._asynctools_registry, self._asynctools_key
+        except AttributeError:
+            raise _not_a_container(self, func) from None
+        pool = registry._pools.get(asyncio.get_running_loop()) or registry._pool()
         session = pool.acquire(key)
         try:
             if bare:
