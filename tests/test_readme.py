@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +23,18 @@ def test_the_readme_has_the_three_uses():
     assert any("AbstractSessionContainer" in s and "attach_session" in s for s in SNIPPETS)
     assert any("default_registry.session(" in s for s in SNIPPETS)
     assert any("registry.acquire(" in s and "registry.release(" in s for s in SNIPPETS)
+
+
+def test_every_file_the_readme_links_to_is_in_the_repository():
+    links = re.findall(r"\]\(([^)#\s]+)\)", README)
+    local = sorted({link for link in links if "://" not in link and not link.startswith("mailto:")})
+    assert "benchmarks/results/latest.png" in local and "docs/example-page.png" in local
+    if (ROOT / ".git").exists():  # committed, not just present here: a fresh clone must show them
+        tracked = subprocess.run(
+            ["git", "ls-files", "--", *local], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert sorted(tracked) == local
+    assert all((ROOT / link).is_file() for link in local), local
 
 
 def test_ci_runs_the_readmes_test_command():
