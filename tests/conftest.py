@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -38,11 +39,11 @@ def leaks(
     ]
     problems += [f"timer left scheduled: {h!r}" for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
     for thread in threading.enumerate():
-        if thread not in threads_before and thread.name.startswith("waitpid-"):
-            # asyncio's ThreadedChildWatcher (the default on 3.10 and 3.11) reaps each child process in a
-            # thread of its own, which ends just after it has reported the exit: the awaited process is
-            # done while the thread may still be returning. Give it that moment; a thread still waiting on
-            # a child that never exits is reported below.
+        if thread not in threads_before and re.fullmatch(r"(asyncio-)?waitpid-\d+", thread.name):
+            # asyncio's ThreadedChildWatcher (3.10 and 3.11; later Pythons where pidfds are missing) reaps
+            # each child process in a thread of its own, which ends just after it has reported the exit:
+            # the awaited process is done while the thread may still be returning. Give it that moment;
+            # a thread still waiting on a child that never exits is reported below.
             thread.join(timeout=10)
     problems += [
         f"thread left running: {t!r}"

@@ -32,3 +32,23 @@ async def test_the_guard_catches_a_leaked_session_task_timer_thread_and_loop_rep
         await asyncio.wait([task])
         await session.close()
     assert leaks(loop, tasks, threads, []) == []
+
+
+async def test_the_guard_waits_for_asyncios_child_reaper_threads_to_end():
+    # asyncio's ThreadedChildWatcher threads end just after a child's exit is reported: a thread of
+    # that name about to end is not a leak, while any other thread still running is.
+    loop = asyncio.get_running_loop()
+    threads = set(threading.enumerate())
+    other_may_end = threading.Event()
+    reaper = threading.Thread(target=threading.Event().wait, args=(0.5,), name="asyncio-waitpid-999")
+    other = threading.Thread(target=other_may_end.wait, name="worker-999")
+    reaper.start()
+    other.start()
+    try:
+        found = leaks(loop, set(), threads, [])  # the reaper is still running when the guard looks
+    finally:
+        other_may_end.set()
+        reaper.join()
+        other.join()
+    assert not any("asyncio-waitpid-999" in problem for problem in found), found
+    assert any("worker-999" in problem for problem in found), found
