@@ -164,6 +164,16 @@ async def test_unattached_calls_acquire_for_the_call_only(registry):
     assert registry.stats().acquired == 3 and registry.stats().created == 1
 
 
+async def test_an_unattached_call_returns_after_a_close_it_caused():
+    registry = SessionRegistry(idle_timeout=0)  # every release to zero users closes the session
+    api = Api(registry=registry)
+    seen = await api.which()
+    assert isinstance(seen, aiohttp.ClientSession)
+    assert seen.closed  # closed, not just scheduled to close, when the call returns
+    assert registry.stats().open == 0
+    await registry.close()
+
+
 async def test_released_on_exception(registry):
     api = Api(registry=registry)
     with pytest.raises(LookupError, match="boom"):

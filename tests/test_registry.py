@@ -312,6 +312,22 @@ async def test_a_session_closed_behind_our_back_is_never_handed_out_again(regist
     await registry.release(replacement)
 
 
+async def test_a_session_closed_in_the_tick_its_last_user_left_is_replaced(registry):
+    # With the user's own connector, ClientSession.close() never yields to the loop: the session is
+    # closed before the end of the tick in which it would have gone idle.
+    connector = aiohttp.TCPConnector()
+    session = await registry.acquire(connector=connector)
+    await registry.release(session)
+    await session.close()
+    replacement = await registry.acquire(connector=connector)
+    assert replacement is not session and not replacement.closed
+    assert [(s.users, s.closed) for s in registry.stats().sessions] == [(1, False)]  # the old one is gone
+    await registry.release(replacement)
+    await registry.close()
+    assert not connector.closed  # the user's connector is the user's to close
+    await connector.close()
+
+
 async def test_a_session_released_closed_is_not_kept_idle(registry):
     session = await registry.acquire()
     await session.close()
