@@ -138,9 +138,15 @@ def make_upstream_app(upstream_ref: list[Upstream]) -> web.Application:
     async def stream(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()
         await resp.prepare(request)
-        for i in range(int(request.query.get("n", "5"))):
-            await resp.write(f"line {i}\n".encode())
-        await resp.write_eof()
+        hold = "hold" in request.query  # the rest of the body waits for upstream.release after line 0
+        try:
+            for i in range(int(request.query.get("n", "5"))):
+                if hold and i == 1:
+                    await upstream_ref[0].release.wait()
+                await resp.write(f"line {i}\n".encode())
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass  # the client released the response without reading it all
         return resp
 
     async def set_cookie(request: web.Request) -> web.Response:

@@ -136,15 +136,20 @@ async def test_helpers_send_each_method(registry, upstream):
 async def test_unattached_helpers_hold_the_session_until_the_response_is_released(upstream):
     registry = SessionRegistry(idle_timeout=0)
     api = Api(upstream.url(), registry=registry)
-    resp = await api.get("/stream", params={"n": "200"})
+    # The server holds the body back after its first line, so it cannot all be in already (a body
+    # that is gives its connection back, and the session with it, before anybody reads it).
+    resp = await api.get("/stream", params={"n": "200", "hold": "1"})
     assert registry.stats().in_use == 1  # body not read yet: the pool must stay open
+    upstream.release.set()
     lines = (await resp.text()).splitlines()
     assert lines[-1] == "line 199"
     assert registry.stats().in_use == 0
-    async with api.get("/stream", params={"n": "200"}) as resp:
+    upstream.release.clear()
+    async with api.get("/stream", params={"n": "200", "hold": "1"}) as resp:
         assert resp.status == 200
         assert registry.stats().in_use == 1
     assert registry.stats().in_use == 0  # left unread: released with the response
+    upstream.release.set()  # the server's handler may finish now
     resp = await api.head("/echo")  # no body: released as soon as the headers are in
     assert registry.stats().in_use == 0
     resp.release()
