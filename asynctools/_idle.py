@@ -78,9 +78,6 @@ class IdleSessions(Generic[K, V]):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
 
-    def __len__(self) -> int:
-        return len(self._cache)
-
     def add(self, key: K, value: V) -> None:
         """Keep *value* idle under *key*; may expire or evict others (they go to *on_drop*)."""
         self._cache[key] = (value, self._loop.time())
