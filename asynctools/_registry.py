@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import traceback
@@ -205,6 +206,18 @@ class SessionRegistry:
         """
         yield
         await self.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object) -> AsyncIterator[None]:
+        """Tie the registry to a Starlette or FastAPI application: ``Starlette(lifespan=registry.lifespan)``.
+
+        Nothing happens on start-up; at shutdown every session of the app's loop is closed. Inside a
+        lifespan of your own, nest it: ``async with registry.lifespan(app): yield``.
+        """
+        try:
+            yield
+        finally:
+            await self.close()
 
     def stats(self) -> RegistryStats:
         """Return a snapshot of the sessions held on the running loop (see ``RegistryStats``).
