@@ -28,6 +28,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
     return result, output
 
 
+@pytest.mark.slow  # runs `python -m benchmarks --quick`
 def test_quick_run_writes_json_chart_and_tables(quick_run):
     result, output = quick_run
     assert result.returncode == 0, result.stderr
@@ -49,6 +50,7 @@ def test_quick_run_writes_json_chart_and_tables(quick_run):
     assert "end to end over HTTPS" in result.stdout and "targets" in result.stdout
 
 
+@pytest.mark.slow  # runs `python -m benchmarks --quick`
 def test_the_readme_section_is_regenerated_from_the_json(quick_run, tmp_path):
     _, output = quick_run
     results = json.loads((output / "latest.json").read_text())

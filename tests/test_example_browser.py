@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from test_example import SEED_JSON, RunningExample
 
+# Starts a headless Chromium.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
 FLAGS = [

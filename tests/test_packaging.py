@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import configparser
+import email
+import email.message
 import subprocess
 import sys
 import tarfile
@@ -28,6 +31,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow  # builds (or installs) the package
 def test_wheel_and_sdist_hold_the_package_with_py_typed_and_no_tests(dist):
     (wheel,) = dist.glob("aiohttp_asynctools-1.0.0-py3-none-any.whl")
     (sdist,) = dist.glob("aiohttp_asynctools-1.0.0.tar.gz")
@@ -39,14 +43,56 @@ def test_wheel_and_sdist_hold_the_package_with_py_typed_and_no_tests(dist):
         assert "asynctools/py.typed" in names
         assert "asynctools/_registry.py" in names
         assert not [n for n in names if n.startswith(("tests/", "example/", "benchmarks/"))], names
-    assert {"README.md", "CHANGES.md", "setup.cfg"} <= set(sdist_names)
+    assert {"README.md", "CHANGES.md", "LICENSE", "pyproject.toml", "setup.cfg"} <= set(sdist_names)
+    assert "aiohttp_asynctools-1.0.0.dist-info/licenses/LICENSE" in wheel_names
 
 
+def wheel_metadata(dist: Path) -> email.message.Message:
+    (wheel,) = dist.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        return email.message_from_bytes(archive.read("aiohttp_asynctools-1.0.0.dist-info/METADATA"))
+
+
+@pytest.mark.slow  # builds (or installs) the package
+def test_the_metadata_comes_from_pyproject(dist):
+    metadata = wheel_metadata(dist)
+    assert metadata["Version"] == asynctools.__version__
+    assert metadata["License-Expression"] == "MIT"
+    assert metadata["Requires-Python"] == ">=3.10"
+    assert "Christian Glacet" in metadata["Author"]
+    assert metadata["Description-Content-Type"] == "text/markdown"
+    assert "## Three lines to adopt" in metadata.get_payload()  # the README is the long description
+    urls = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL"))
+    assert set(urls) == {"Homepage", "Source", "Documentation", "Changelog", "Issues"}
+    assert all(url.startswith("https://") for url in urls.values()), urls
+    assert urls["Changelog"].endswith("/CHANGES.md")
+    requires = metadata.get_all("Requires-Dist")
+    assert [r for r in requires if "extra ==" not in r] == ["aiohttp>=3.10", "yarl>=1.9.1", "cachetools>=5.5"]
+    # The test extra names the other extras instead of repeating their lines; starlette is for tests only.
+    assert 'aiohttp-asynctools[bench,docs,example]; extra == "test"' in requires
+    assert set(metadata.get_all("Provides-Extra")) == {"example", "bench", "docs", "test"}
+    assert not [r for r in requires if r.startswith("starlette") and 'extra == "test"' not in r]
+    assert len([r for r in requires if r.startswith("sphinx")]) == 1
+    classifiers = metadata.get_all("Classifier")
+    assert "Programming Language :: Python :: 3.10" in classifiers
+    assert "Typing :: Typed" in classifiers
+
+
+def test_setup_cfg_keeps_only_tool_settings():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    assert not [s for s in config.sections() if s == "metadata" or s.startswith("options")], config.sections()
+    assert "slow:" in config["tool:pytest"]["markers"]
+    assert (ROOT / "setup.py").read_text().split() == ["from", "setuptools", "import", "setup", "setup()"]
+
+
+@pytest.mark.slow  # builds (or installs) the package
 def test_twine_accepts_both(dist):
     out = run(sys.executable, "-m", "twine", "check", "--strict", *sorted(dist.iterdir()))
     assert out.count("PASSED") == 2
 
 
+@pytest.mark.slow  # builds (or installs) the package
 def test_the_wheel_installs_into_an_empty_venv(dist, tmp_path):
     (wheel,) = dist.glob("*.whl")
     run(sys.executable, "-m", "venv", tmp_path / "venv")

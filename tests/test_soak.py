@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SOAK = Path(__file__).parent / "soak.py"
 
 
+@pytest.mark.slow  # an 8 s run of tests/soak.py
 def test_short_soak_leaves_nothing_behind():
     result = subprocess.run(
         [sys.executable, "-X", "dev", str(SOAK), "--seconds", "8", "--calls", "10"],
