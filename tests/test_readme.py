@@ -1,122 +1,94 @@
-"""The README is a manual that cannot rot: every Python snippet in it runs here, against loopback servers."""
+"""The README is the PyPI page: its snippets run, its links are absolute and lead somewhere, CI runs it.
+
+The snippets run as the docs' do (tests/test_docs.py: loopback fakes of the APIs they call, the same
+runner), and are type-checked there with the docs' snippets.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import runpy
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from test_docs import README_SNIPPETS, check_snippet, sites  # noqa: F401 (sites is a fixture)
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
-SNIPPETS = re.findall(r"```python\n(.*?)```", README, re.S)
-SITES = ("https://api.example.com", "https://api.github.com")  # each replaced by a loopback server
-SLOW_STEP = re.compile(r"Executing <.*> took \d+\.\d+ seconds$")
+DOCS_SITE = "https://aiohttp-asynctools.readthedocs.io/en/latest/"
+REPOSITORY = "https://github.com/cglacet/aiohttp-sessions-helpers"
+RAW = "https://raw.githubusercontent.com/cglacet/aiohttp-sessions-helpers/main/"
+FIRST_BLOCK = """\
+python3 -m venv .venv && .venv/bin/pip install -e '.[example]' && .venv/bin/python -m example
+python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest
+"""
 
 
-def test_the_readme_has_the_three_uses():
-    assert any("AbstractSessionContainer" in s and "attach_session" in s for s in SNIPPETS)
-    assert any("default_registry.session(" in s for s in SNIPPETS)
-    assert any("registry.acquire(" in s and "registry.release(" in s for s in SNIPPETS)
-
-
-def test_every_file_the_readme_links_to_is_in_the_repository():
-    links = re.findall(r"\]\(([^)#\s]+)\)", README)
-    local = sorted({link for link in links if "://" not in link and not link.startswith("mailto:")})
-    assert "benchmarks/results/latest.png" in local and "docs/example-page.png" in local
-    if (ROOT / ".git").exists():  # committed, not just present here: a fresh clone must show them
-        tracked = subprocess.run(
-            ["git", "ls-files", "--", *local], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.split()
-        assert sorted(tracked) == local
-    assert all((ROOT / link).is_file() for link in local), local
+def test_the_first_code_block_is_the_checkouts_two_commands():
+    first = re.search(r"```(\w*)\n(.*?)```", README, re.S)
+    assert first is not None
+    assert first.group(1) == "bash" and first.group(2) == FIRST_BLOCK
+    assert README.index("```") < README.index("## Three lines to adopt")  # near the top
 
 
 def test_ci_runs_the_readmes_test_command():
     commands = re.search(r"```bash\n(.*?)```", README, re.S)
     assert commands is not None
     test_command = commands.group(1).splitlines()[1]
-    ci_lines = (ROOT / ".ci/run").read_text().splitlines()
-    assert test_command in ci_lines
+    assert test_command in (ROOT / ".ci/run").read_text().splitlines()
     assert "pytest" in test_command
 
 
-def test_the_api_reference_is_current():
-    result = runpy.run_path(str(ROOT / "docs/api_reference.py"), run_name="api_reference")
-    old_argv = sys.argv
-    sys.argv = ["api_reference.py", "--check"]
-    try:
-        assert result["main"]() == 0, "run: python docs/api_reference.py"
-    finally:
-        sys.argv = old_argv
-    assert (
-        "### `class SessionRegistry(" in README and "#### `SessionRegistry.acquire(url: Any = None" in README
+def test_it_is_a_pypi_page():
+    """What it is, how to install it, an example, links: short, and nothing PyPI would break."""
+    assert README.startswith("# asynctools\n")
+    assert "pip install aiohttp-asynctools" in README
+    assert 120 <= len(README.splitlines()) <= 180
+    assert any("AbstractSessionContainer" in s and "attach_session" in s for _, s in README_SNIPPETS)
+    assert "<!-- api:start -->" not in README  # the API reference lives in the docs now
+    assert f"**Documentation: {DOCS_SITE.removesuffix('en/latest/')}**" in README
+    assert REPOSITORY in README
+
+
+def links() -> list[str]:
+    return re.findall(r"\]\(([^)\s]+)\)", README) + re.findall(r"<(https?://[^>]+)>", README)
+
+
+def test_links_and_images_are_absolute():
+    """PyPI renders the README away from the repository: a relative link or image would be broken there."""
+    found = links()
+    assert found
+    relative = [link for link in found if "://" not in link and not link.startswith("mailto:")]
+    assert relative == []
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", README)
+    assert images and all(image.startswith(RAW) for image in images), images
+
+
+def tracked(paths: list[str]) -> list[str]:
+    if not (ROOT / ".git").exists():
+        return sorted(paths)
+    result = subprocess.run(
+        ["git", "ls-files", "--", *paths], cwd=ROOT, capture_output=True, text=True, check=True
     )
+    return sorted(result.stdout.split())
 
 
-async def echo(request: web.Request) -> web.Response:
-    return web.json_response({"path": request.path, "method": request.method})
+def test_every_link_leads_somewhere():
+    """Links into the repository name committed files; links into the docs name pages that exist."""
+    files = set()
+    for link in links():
+        if link.startswith(RAW):
+            files.add(link.removeprefix(RAW))
+        elif link.startswith(f"{REPOSITORY}/blob/main/"):
+            files.add(link.removeprefix(f"{REPOSITORY}/blob/main/"))
+        elif link.startswith(DOCS_SITE):
+            page = link.removeprefix(DOCS_SITE).split("#")[0].removesuffix(".html")
+            assert (ROOT / "docs" / f"{page}.md").is_file(), link
+    assert {"benchmarks/results/latest.png", "docs/example-page.png"} <= files
+    assert all((ROOT / path).is_file() for path in files), files
+    assert tracked(sorted(files)) == sorted(files)  # committed: the raw URLs must find them
 
 
-@pytest.fixture
-async def sites():
-    servers = []
-    for _ in SITES:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", echo)
-        servers.append(TestServer(app, host="127.0.0.1"))
-        await servers[-1].start_server()
-    yield [str(server.make_url("")).rstrip("/") for server in servers]
-    for server in servers:
-        await server.close()
-
-
-def localise(source: str, sites: list[str]) -> str:
-    for public, local in zip(SITES, sites, strict=True):
-        source = source.replace(public, local)
-    return source
-
-
-async def run(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-X", "dev", "-W", "error::ResourceWarning", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    # -X dev turns on asyncio's debug mode, which logs any step that takes over 100 ms: on a loaded
-    # machine that is the machine, not the snippet. Everything else on stderr still fails the test.
-    err_lines = [line for line in err.decode().splitlines(keepends=True) if not SLOW_STEP.match(line)]
-    return proc.returncode, out.decode(), "".join(err_lines)
-
-
-@pytest.mark.parametrize("index", range(len(SNIPPETS)))
-async def test_snippet_runs(index, sites, tmp_path):
-    source = localise(SNIPPETS[index], sites)
-    script = tmp_path / "snippet.py"
-    script.write_text(source)
-    if "asyncio.run(" in source:  # a script: runs to the end, prints what it got, leaks nothing
-        code, out, err = await run(str(script))
-        assert code == 0, err
-        assert err == ""
-        assert out.strip()
-    elif "def test_" in source:  # tests of the reader's own: pytest runs and passes them
-        code, out, err = await run(
-            "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", str(script)
-        )
-        assert code == 0, out + err
-        assert re.search(r"\d+ passed", out) and "failed" not in out
-    elif "def make_app(" in source:  # a web application: served and asked for what it serves
-        app = runpy.run_path(str(script), run_name="readme_snippet")["make_app"]()
-        async with TestClient(TestServer(app)) as client:
-            resp = await client.get("/forecast/paris")
-            assert resp.status == 200
-            assert (await resp.json())["path"] == "/weather/paris"
-    else:
-        pytest.fail(f"README snippet {index} is neither a script, a test file nor an app: make it runnable")
+@pytest.mark.parametrize(("name", "source"), README_SNIPPETS, ids=[name for name, _ in README_SNIPPETS])
+async def test_snippet_runs(name, source, sites, tmp_path):  # noqa: F811 (the fixture imported above)
+    await check_snippet(name, source, sites, tmp_path)
