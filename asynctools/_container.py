@@ -11,11 +11,32 @@ from aiohttp import ClientSession
 from yarl import URL
 
 from ._keys import make_key, parse_url
-from ._pool import LoopPool
+from ._lease import Lease
 from ._registry import SessionRegistry, default_registry
 from ._request import PooledRequest, ResponseContext
 
-__all__ = ("AbstractSessionContainer",)
+__all__ = ("AbstractSessionContainer", "not_initialised")
+
+_get_running_loop = asyncio._get_running_loop  # the C accessor: None instead of an exception
+
+
+def not_initialised(obj: object, what: str) -> TypeError:
+    """The error for a container whose ``__init__`` never ran ``AbstractSessionContainer.__init__``."""
+    return TypeError(
+        f"{what}: {obj!r} is not an initialised AbstractSessionContainer; subclass "
+        "AbstractSessionContainer and call super().__init__() in your __init__"
+    )
+
+
+class _Attachment:
+    """The session a container holds on one loop (``async with`` / ``start_session()``), and how deep."""
+
+    __slots__ = ("depth", "lease")
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+        self.depth = 1
+
 
 _C = TypeVar("_C", bound="AbstractSessionContainer")
 
@@ -105,10 +126,9 @@ class AbstractSessionContainer:
         raise _removed_hook("on_close")
 
     # Class-level defaults keep the hot path to plain attribute reads.
-    _asynctools_session: ClientSession | None = None  # borrowed or attached
-    _asynctools_borrowed = False
-    _asynctools_depth = 0
-    _asynctools_pool: LoopPool | None = None
+    _asynctools_borrowed: ClientSession | None = None
+    # One attachment per loop it is attached on: a session never leaves its loop.
+    _asynctools_attachments: dict[asyncio.AbstractEventLoop, _Attachment] | None = None
 
     def __init__(
         self,
@@ -129,50 +149,93 @@ class AbstractSessionContainer:
         key = make_key(url, session_kwargs, isolate_cookies=isolate_cookies)
         self.base_url = url
         # Relative URLs are resolved under the base path: "https://h/v3" + "users" is "https://h/v3/users".
-        self._asynctools_join_base = (
-            url if url is None or url.path.endswith("/") else url.with_path(url.path + "/")
-        )
+        # Built from the encoded text, so that "group%2Fproject" in the path stays one segment.
+        self._asynctools_join_base = None
+        if url is not None:
+            base = str(url.with_query(None).with_fragment(None))
+            self._asynctools_join_base = URL(base if base.endswith("/") else base + "/", encoded=True)
         self._asynctools_registry = registry
         self._asynctools_key = key
-        if session is not None:
-            self._asynctools_session = session
-            self._asynctools_borrowed = True
+        self._asynctools_borrowed = session
 
     def __repr__(self) -> str:
-        state = "borrowed" if self._asynctools_borrowed else "attached" if self.session else "detached"
+        borrowed = self._asynctools_borrowed is not None
+        state = "borrowed" if borrowed else "attached" if self.session else "detached"
         return f"<{type(self).__name__} base_url={self.base_url!s} session {state}>"
 
     @property
     def session(self) -> ClientSession | None:
-        """The session every decorated call uses now (attached or borrowed), or ``None``."""
-        return self._asynctools_session
+        """The session every decorated call on the running loop uses (attached or borrowed), or ``None``.
+
+        An attached session belongs to the loop it was attached on: read on another loop (another
+        thread, a later ``asyncio.run()``, a forked child) or after the registry closed it, this is
+        ``None`` and calls there acquire a session of their own.
+        """
+        attachments = self._asynctools_attachments
+        if attachments is not None:
+            attachment = attachments.get(_get_running_loop())  # type: ignore[arg-type]
+            if attachment is not None:
+                return attachment.lease.entry.session
+        return self._asynctools_borrowed
 
     @property
     def registry(self) -> SessionRegistry:
         """The registry this container acquires its sessions from."""
-        return self._asynctools_registry
+        try:
+            return self._asynctools_registry
+        except AttributeError:
+            raise not_initialised(self, "registry") from None
+
+    def _asynctools_lease(self) -> Lease:
+        """A lease for one call or request made without an attached session (on the running loop).
+
+        Raises ``TypeError`` for a container that was never initialised, ``RuntimeError`` with no loop.
+        """
+        try:
+            registry, key = self._asynctools_registry, self._asynctools_key
+        except AttributeError:
+            raise not_initialised(self, "a call without a session") from None
+        return registry._lease(key)
 
     # -- attaching ----------------------------------------------------------------------------------
 
     def _attach(self) -> None:
-        if self._asynctools_borrowed:
+        """Attach a session on the running loop, or go one level deeper if one is attached here."""
+        if not hasattr(self, "_asynctools_key"):
+            raise not_initialised(self, "attaching a session")
+        if self._asynctools_borrowed is not None:
             return
-        if self._asynctools_depth == 0:
-            pool = self._asynctools_registry._pool()
-            self._asynctools_session = pool.acquire(self._asynctools_key)
-            self._asynctools_pool = pool
-        self._asynctools_depth += 1
+        loop = asyncio.get_running_loop()
+        attachments = self._asynctools_attachments
+        if attachments is None:
+            attachments = self._asynctools_attachments = {}
+        for other in [other for other in attachments if other.is_closed()]:
+            attachments.pop(other).lease.release()  # its loop is gone: only counts down
+        attachment = attachments.get(loop)
+        if attachment is None:
+            attachments[loop] = _Attachment(self._asynctools_lease())
+            return
+        attachment.depth += 1
+        if attachment.lease.session is None:  # the registry closed it (close() or the loop's shutdown)
+            stale, attachment.lease = attachment.lease, self._asynctools_lease()
+            stale.release()
 
     def _detach(self) -> asyncio.Task[None] | None:
-        if self._asynctools_borrowed or self._asynctools_depth == 0:
+        """One level less on the running loop; the last one releases the session."""
+        if not hasattr(self, "_asynctools_key"):
+            raise not_initialised(self, "leaving a session")
+        attachments = self._asynctools_attachments
+        if attachments is None:
             return None
-        self._asynctools_depth -= 1
-        if self._asynctools_depth:
+        loop = asyncio.get_running_loop()
+        attachment = attachments.get(loop)
+        if attachment is None:
             return None
-        pool, session = self._asynctools_pool, self._asynctools_session
-        assert pool is not None and session is not None
-        self._asynctools_pool = self._asynctools_session = None
-        return pool.release(session)
+        attachment.depth -= 1
+        if attachment.depth:
+            return None
+        del attachments[loop]
+        return attachment.lease.release()
 
     async def __aenter__(self: _C) -> _C:
         """Attach a session from the registry (nested entries share one) and return the container."""
@@ -203,8 +266,15 @@ class AbstractSessionContainer:
         """Release the session taken by the matching ``start_session()``; nothing to do if none.
 
         Works as a plain call (the release happens at once) or awaited (also waits until the session
-        is closed, when the release closes it).
+        is closed, when the release closes it). Raises ``RuntimeError`` outside a running event loop.
         """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "close_session() releases the session attached on the running event loop; call it from "
+                "a coroutine"
+            ) from None
         return _Done(self._detach())
 
     # -- request helpers ----------------------------------------------------------------------------
@@ -216,10 +286,10 @@ class AbstractSessionContainer:
         request and released when the response is released, so use ``async with`` or read the body.
         """
         target = self._asynctools_resolve(url)
-        session = self._asynctools_session
+        session = self.session
         if session is not None:
             return session.request(method, target, **kwargs)
-        return PooledRequest(self._asynctools_registry, self._asynctools_key, method, target, kwargs)
+        return PooledRequest(self._asynctools_lease, method, target, kwargs)
 
     def get(self, url: str | URL, **kwargs: Any) -> ResponseContext:
         """``request("GET", url, ...)``."""
@@ -250,7 +320,10 @@ class AbstractSessionContainer:
         return self.request("OPTIONS", url, **kwargs)
 
     def _asynctools_resolve(self, url: str | URL) -> str | URL:
-        base = self._asynctools_join_base
+        try:
+            base = self._asynctools_join_base
+        except AttributeError:
+            raise not_initialised(self, "a request") from None
         if base is None:
             return url
         target = URL(url) if isinstance(url, str) else url

@@ -12,8 +12,8 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from aiohttp import ClientSession
 
-from ._keys import SessionKey
-from ._pool import LoopPool
+from ._container import not_initialised
+from ._lease import Lease
 
 __all__ = ("attach_named_session", "attach_session")
 
@@ -120,20 +120,14 @@ def _with_session(
     return args
 
 
-def _lease(container: Any, func: Callable[..., Any]) -> tuple[LoopPool, SessionKey]:
-    """The pool and key a call acquires from when its container holds no session."""
+def _lease_for(obj: Any, func: Callable[..., Any]) -> Lease:
+    """A lease from *obj*'s container for one call; ``TypeError`` if *obj* is not a container."""
     try:
-        registry, key = container._asynctools_registry, container._asynctools_key
+        lease_for = obj._asynctools_lease
     except AttributeError:
-        raise _not_a_container(container, func) from None
-    return registry._pool(), key
-
-
-def _not_a_container(obj: Any, func: Callable[..., Any]) -> TypeError:
-    return TypeError(
-        f"{func.__qualname__}() is decorated with @attach_session but {obj!r} is not an "
-        "initialised AbstractSessionContainer; subclass it and call super().__init__() in __init__"
-    )
+        raise not_initialised(obj, f"{func.__qualname__}() (decorated with @attach_session)") from None
+    lease: Lease = lease_for()
+    return lease
 
 
 def _wrap_coroutine(
@@ -148,7 +142,7 @@ def _wrap_coroutine(
         # callee about a third of a call.
         bare = not kwargs and len(args) == position
         try:
-            session = self._asynctools_session
+            session = self.session  # attached on this loop, or borrowed
         except AttributeError:
             session = None  # not a container: only a session passed by the caller will do
         if bare and session is not None:
@@ -158,18 +152,15 @@ def _wrap_coroutine(
             return await func(self, *args, **kwargs)
         if session is not None:
             return await func(self, *_with_session(args, kwargs, name, position, session), **kwargs)
-        try:
-            registry, key = self._asynctools_registry, self._asynctools_key
-        except AttributeError:
-            raise _not_a_container(self, func) from None
-        pool = registry._pools.get(asyncio.get_running_loop()) or registry._pool()
-        session = pool.acquire(key)
+        lease = _lease_for(self, func)
+        session = lease.entry.session
+        assert session is not None  # a fresh lease is never on a closed session
         try:
             if bare:
                 return await func(self, *args, session)
             return await func(self, *_with_session(args, kwargs, name, position, session), **kwargs)
         finally:
-            closing = pool.release(session)
+            closing = lease.release()
             if closing is not None:
                 await asyncio.shield(closing)
 
@@ -182,13 +173,16 @@ def _wrap_async_generator(
     @functools.wraps(func)
     async def iterate_with_session(self: Any, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         given = args[position] if position < len(args) else kwargs.get(name)
-        lease: LoopPool | None = None
-        leased: ClientSession | None = None
+        lease: Lease | None = None
         if given is None:
-            session = getattr(self, "_asynctools_session", None)
+            try:
+                session = self.session  # attached on this loop, or borrowed
+            except AttributeError:
+                session = None
             if session is None:
-                lease, key = _lease(self, func)
-                session = leased = lease.acquire(key)
+                lease = _lease_for(self, func)
+                session = lease.entry.session
+                assert session is not None
             args = _with_session(args, kwargs, name, position, session)
         try:
             async with contextlib.aclosing(func(self, *args, **kwargs)) as inner:
@@ -211,8 +205,8 @@ def _wrap_async_generator(
                     except StopAsyncIteration:
                         return
         finally:
-            if lease is not None and leased is not None:
-                await lease.release_and_wait(leased)
+            if lease is not None:
+                await lease.release_and_wait()
 
     return iterate_with_session
 

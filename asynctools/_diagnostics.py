@@ -17,12 +17,24 @@ def caller_stack() -> traceback.StackSummary:
     return traceback.StackSummary.from_list(frames[-12:])
 
 
-def report_unreleased(origin: str | None, stacks: list[traceback.StackSummary]) -> None:
-    """Warn (``ResourceWarning``) about the acquisitions *stacks* still holds, if any."""
-    if stacks:
-        where = "\n".join("".join(stack.format()) for stack in stacks)
-        message = (
-            f"asynctools: {len(stacks)} acquisition(s) of the session for {origin} were never released "
-            f"(the registry closed it instead); acquired at:\n{where}"
-        )
-        warnings.warn(message, ResourceWarning, stacklevel=2)
+def report_unreleased(
+    origin: str | None, stacks: list[traceback.StackSummary], *, collected: bool = False
+) -> None:
+    """Warn (``ResourceWarning``) about acquisitions never released, with where they were made.
+
+    *collected*: they were garbage-collected while the session was still open, and so released now
+    (a container left attached, a ``registry.session()`` lease or a response dropped unread); otherwise
+    the registry closed the session under them (``close()`` or the loop's shutdown).
+    """
+    if not stacks:
+        return
+    what = (
+        "were garbage-collected without being released; released now"
+        if collected
+        else "were never released (the registry closed it instead)"
+    )
+    where = "\n".join("".join(stack.format()) for stack in stacks)
+    message = (
+        f"asynctools: {len(stacks)} acquisition(s) of the session for {origin} {what}; acquired at:\n{where}"
+    )
+    warnings.warn(message, ResourceWarning, stacklevel=2)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
@@ -11,7 +13,15 @@ from aiohttp import ClientSession
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
-__all__ = ("Origin", "SessionKey", "check_session_kwargs", "make_key", "parse_origin", "parse_url")
+__all__ = (
+    "CookieIsolation",
+    "Origin",
+    "SessionKey",
+    "check_session_kwargs",
+    "make_key",
+    "parse_origin",
+    "parse_url",
+)
 
 #: ``(scheme, host, effective port)``; ``None`` stands for "no URL at all".
 Origin = tuple[str, str, int]
@@ -25,6 +35,9 @@ _SESSION_PARAMETERS: Final = frozenset(
     for name, param in inspect.signature(ClientSession).parameters.items()
     if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
 ) - {"loop"}
+
+# What a host name may be made of (IDNA names arrive here already encoded to ASCII by yarl).
+_HOST_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
 
 # Tags keep a frozen mapping, sequence or multidict from ever equalling a frozen value of another kind.
 _MAPPING: Final = "mapping"
@@ -76,6 +89,48 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+def _copy(value: Any) -> Any:
+    """A copy of *value* that shares no container with it: dicts, multidicts, lists and sets are copied
+    all the way down; every other object (a connector, a ``ClientTimeout``, a function) is kept as it is.
+    """
+    if isinstance(value, (CIMultiDict, CIMultiDictProxy)):
+        return CIMultiDict((name, _copy(item)) for name, item in value.items())
+    if isinstance(value, (MultiDict, MultiDictProxy)):
+        return MultiDict((name, _copy(item)) for name, item in value.items())
+    if isinstance(value, Mapping):
+        return {name: _copy(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    if isinstance(value, tuple) and type(value) is tuple:
+        return tuple(_copy(item) for item in value)
+    if isinstance(value, (set, frozenset)):
+        return type(value)(_copy(item) for item in value)
+    return value
+
+
+def _by_identity(frozen: Any) -> bool:
+    """Whether a frozen option is compared by identity: an object without value semantics."""
+    if isinstance(frozen, _Identity):
+        return True
+    if frozen is None or isinstance(frozen, (str, bytes, int, float)):
+        return False
+    if isinstance(frozen, (tuple, frozenset)):  # a frozen container: by identity if anything in it is
+        return any(_by_identity(item) for item in frozen)
+    return type(frozen).__eq__ is object.__eq__  # type: ignore[comparison-overlap]
+
+
+def _check_host(url: object, host: str) -> None:
+    if _HOST_NAME.fullmatch(host):
+        return
+    try:
+        ipaddress.ip_address(host.partition("%")[0] if ":" in host else host)
+    except ValueError:
+        raise ValueError(
+            f"url {url!r} has host {host!r}, which is not a valid host name (letters, digits, '-', '.' "
+            "and '_') nor an IP address; check the URL for stray characters"
+        ) from None
+
+
 def parse_url(url: object) -> URL | None:
     """Check that *url* may name a pooled site and return it as a ``URL`` (``None`` stays ``None``).
 
@@ -99,6 +154,7 @@ def parse_url(url: object) -> URL | None:
         raise ValueError(
             f"url {url!r} has scheme {parsed.scheme!r}; asynctools pools http, https, ws and wss URLs only"
         )
+    _check_host(url, parsed.raw_host)
     return parsed
 
 
@@ -128,26 +184,60 @@ def check_session_kwargs(session_kwargs: Mapping[str, object]) -> None:
             )
 
 
+class CookieIsolation:
+    """The token that makes a container's key its own, and the cookie jar that lives as long as it does.
+
+    The jar is made on first use (aiohttp wants a running loop for it) and then kept here, so it
+    outlives any one session: idle expiry, eviction or ``registry.close()`` never log the user out.
+    """
+
+    __slots__ = ("_jar",)
+
+    def __init__(self) -> None:
+        self._jar: Any = None
+
+    def cookie_jar(self, make: Callable[[], Any]) -> Any:
+        """The container's cookie jar, made with *make* the first time."""
+        if self._jar is None:
+            self._jar = make()
+        return self._jar
+
+
 class SessionKey:
     """The identity of one shared session on a loop: origin and frozen ``ClientSession`` kwargs.
 
-    It also keeps the keyword arguments the session is created with. Worked out once per container,
-    so the hot path only hashes a cached integer. An *isolation* token (one per container that asks
-    for its own cookies) makes the key unique to its owner; ``shared`` is then the key its connection
-    pool is shared under.
+    It keeps its own deep copy of the keyword arguments, taken when the key is made, and every session
+    is built from a fresh copy of that (``build_kwargs()``): what is keyed on is exactly what is sent,
+    whatever the caller does to their dicts afterwards. Worked out once per container, so the hot path
+    only hashes a cached integer. An *isolation* token (one per container that asks for its own cookies)
+    makes the key unique to its owner; ``shared`` is then the key its connection pool is shared under.
     """
 
-    __slots__ = ("_hash", "frozen", "isolation", "origin", "session_kwargs", "shared")
+    __slots__ = ("_hash", "frozen", "identity_options", "isolation", "origin", "session_kwargs", "shared")
 
     def __init__(
-        self, origin: Origin | None, session_kwargs: dict[str, Any], isolation: object = None
+        self,
+        origin: Origin | None,
+        session_kwargs: Mapping[str, Any],
+        isolation: CookieIsolation | None = None,
     ) -> None:
         self.origin = origin
-        self.session_kwargs = session_kwargs
-        self.frozen = frozenset((name, _freeze(value)) for name, value in session_kwargs.items())
+        self.session_kwargs: dict[str, Any] = _copy(dict(session_kwargs))
+        frozen = {name: _freeze(value) for name, value in self.session_kwargs.items()}
+        self.frozen = frozenset(frozen.items())
+        # Options compared by identity (a lambda, a TraceConfig, a connector): a new object, a new key.
+        self.identity_options = tuple(
+            (name, value)
+            for name, value in frozen.items()
+            if name not in ("connector_owner",) and value is not None and _by_identity(value)
+        )
         self.isolation = isolation
-        self.shared = self if isolation is None else SessionKey(origin, session_kwargs)
+        self.shared = self if isolation is None else SessionKey(origin, self.session_kwargs)
         self._hash = hash((origin, self.frozen, id(isolation)))
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """A fresh copy of the keyword arguments, for aiohttp to build one session from."""
+        return _copy(self.session_kwargs)  # type: ignore[no-any-return]
 
     def __hash__(self) -> int:
         return self._hash
@@ -189,7 +279,7 @@ def make_key(url: object, session_kwargs: Mapping[str, Any], *, isolate_cookies:
                 f"isolate_cookies=True gives each container a cookie jar of its own on the registry's shared "
                 f"connection pool; it cannot be combined with {', '.join(clash)}: drop one or the other"
             )
-        return SessionKey(origin, kwargs, isolation=object())
+        return SessionKey(origin, kwargs, isolation=CookieIsolation())
     if kwargs.get("connector") is not None:
         kwargs.setdefault("connector_owner", False)
     return SessionKey(origin, kwargs)

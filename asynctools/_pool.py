@@ -1,62 +1,52 @@
-"""The sessions one registry holds on one event loop."""
+"""The sessions one registry holds on one event loop: counted, kept idle, closed."""
 
 from __future__ import annotations
 
 import asyncio
 import traceback
-import weakref
-from collections.abc import Awaitable, Callable
+import warnings
+from collections.abc import Callable
 from typing import Protocol
 
-from aiohttp import ClientSession
+from aiohttp import ClientSession, CookieJar
 
+from ._closer import Closer
 from ._diagnostics import caller_stack, report_unreleased
 from ._idle import IdleSessions
 from ._keys import SessionKey
+from ._lease import Entry, Lease
 from ._shared_connectors import SharedConnectors
+from ._shutdown import ShutdownHook
 from ._stats import RegistryStats, SessionStats
 
-__all__ = ("LoopPool",)
+__all__ = ("LoopPool", "PoolOwner")
 
-
-class _Entry:
-    """One session and how many users hold it."""
-
-    __slots__ = ("__weakref__", "key", "session", "settling", "stacks", "users")
-
-    def __init__(self, key: SessionKey, session: ClientSession) -> None:
-        self.key = key
-        self.session = session
-        self.users = 0
-        self.settling = False  # waiting for the end of the tick to go idle
-        self.stacks: list[traceback.StackSummary] = []  # in debug mode: where each user acquired it
+# More open sessions than this for one origin, differing in an option compared by identity, are churn.
+CHURN_LIMIT = 8
 
 
 class PoolOwner(Protocol):
     """What a pool tells its registry."""
 
-    def _adopt(self, session: ClientSession) -> None:
-        """A session was created."""
-
-    def _orphan(self, session: ClientSession, users: int, stacks: list[traceback.StackSummary]) -> None:
-        """The pool detached while *users* still hold *session* (now closed); *stacks* say where."""
+    def _adopt(self, entry: Entry) -> None:
+        """A session was created: *entry* is its ledger."""
 
     def _forget(self, pool: LoopPool, *, loop_shut_down: bool) -> None:
-        """The pool detached: it takes no new users."""
+        """The pool closed: it takes no new users."""
 
 
 class LoopPool:
     """Reference-counted sessions of one ``SessionRegistry`` on one event loop.
 
-    Only ever touched from its loop's thread. A session lives in ``_entries`` from creation until it is
-    closed with no users; ``_current`` names the session handed out for each key; idle ones wait in
-    ``_idle``. When a session's users drop to zero it goes idle at the end of the tick, not at once:
-    a decorated call that is followed by another in the same tick then costs two dict look-ups instead
-    of two cache updates.
+    Only ever touched from its loop's thread (``release_collected`` excepted). A session lives in
+    ``_entries`` from creation until it is closed with no users; ``_current`` names the session handed
+    out for each key; idle ones wait in ``_idle`` (isolated ones in ``_idle_isolated``, so per-user
+    sessions never evict shared ones). When a session's users drop to zero it goes idle at the end of
+    the tick, not at once: a decorated call followed by another in the same tick then costs two dict
+    look-ups instead of two cache updates.
 
     The registry finds a pool by its loop until the pool is closed (``registry.close()`` or the loop
-    shutting down); from then on only the containers, calls and leases still holding one of its
-    sessions reach it, to release. So a loop that has shut down is not kept alive by the registry.
+    shutting down); from then on its entries are detached: leases still held only count down.
     """
 
     def __init__(
@@ -78,55 +68,45 @@ class LoopPool:
         self.shut_down = shut_down
         self._owner = owner
         self._detached = False
-        self._entries: dict[ClientSession, _Entry] = {}
-        self._current: dict[SessionKey, _Entry] = {}
-        self._idle: IdleSessions[SessionKey, _Entry] | None = None
+        self._entries: dict[ClientSession, Entry] = {}
+        self._current: dict[SessionKey, Entry] = {}
+        self._idle: IdleSessions[SessionKey, Entry] | None = None
+        self._idle_isolated: IdleSessions[SessionKey, Entry] | None = None
         if idle_timeout > 0 and max_idle > 0:
             self._idle = IdleSessions(loop, max_idle, idle_timeout, self._drop)
-        self._settling: list[_Entry] = []
+            self._idle_isolated = IdleSessions(loop, max_idle, idle_timeout, self._drop)
+        self._settling: list[Entry] = []
         self._settle_handle: asyncio.Handle | None = None
-        self._closing: set[asyncio.Task[None]] = set()
-        self._connectors = SharedConnectors(self._track)
-        self._guard: asyncio.Task[None] | None = None
-        if not shut_down:
-            self._guard = loop.create_task(self._close_at_loop_shutdown(), name="asynctools-registry-guard")
-
-    def __contains__(self, session: ClientSession) -> bool:
-        return session in self._entries
+        self._closer = Closer(loop)
+        self._connectors = SharedConnectors(self._closer.close)
+        # (origin, option) -> frozen value -> open sessions, for options compared by identity.
+        self._churn: dict[tuple[object, str], dict[object, int]] = {}
+        self._churn_warned: set[tuple[object, str]] = set()
+        self._hook: ShutdownHook | None = None if shut_down else ShutdownHook(self._shutdown)
 
     # -- users -------------------------------------------------------------------------------------
 
-    def acquire(self, key: SessionKey) -> ClientSession:
-        """Count one more user of *key*'s session and return it, creating it if needed."""
+    def lease(self, key: SessionKey) -> Lease:
+        """Count one more user of *key*'s session and return the lease, creating the session if needed."""
         entry = self._current.get(key)
-        if entry is None or entry.session.closed:
+        if entry is None or entry.session is None or entry.session.closed:
             entry = self._checkout(key)
         entry.users += 1
         self.acquired += 1
         if self.debug:
-            entry.stacks.append(caller_stack())
-        return entry.session
+            lease = Lease(entry, self.loop, caller_stack())
+            assert entry.leases is not None
+            entry.leases.add(lease)
+            return lease
+        return Lease(entry, self.loop)
 
-    def release(self, session: ClientSession) -> asyncio.Task[None] | None:
-        """Count one user less of *session*; return the task closing it, if this closes it.
-
-        Raises ``ValueError``, changing nothing, for a session this pool did not hand out or one
-        released more times than it was acquired.
-        """
-        entry = self._entries.get(session)
-        if entry is None or entry.users == 0:
-            raise ValueError(
-                f"{session!r} was released more times than it was acquired; "
-                "call release() once for each acquire()"
-            )
-        entry.users -= 1
-        if entry.stacks:
-            entry.stacks.pop()
-        if entry.users:
-            return None
+    def release_entry(self, entry: Entry) -> asyncio.Task[None] | None:
+        """*entry* has no user left: keep it idle (at the end of the tick) or close it."""
+        session = entry.session
         if (
             self._idle is None
             or self.shut_down
+            or session is None
             or session.closed
             or self._current.get(entry.key) is not entry
         ):
@@ -138,33 +118,44 @@ class LoopPool:
                 self._settle_handle = self.loop.call_soon(self._settle)
         return None
 
-    async def release_and_wait(self, session: ClientSession) -> None:
-        """``release()``, then wait for the session to close if this closed it."""
-        closing = self.release(session)
-        if closing is not None:
-            # Shielded: a caller cancelled while waiting still leaves the close running to the end.
-            await asyncio.shield(closing)
+    def release_collected(self, entry: Entry, stack: traceback.StackSummary | None) -> None:
+        """A lease was collected unreleased (from any thread): count it down on the loop."""
+        if self.loop.is_closed():
+            entry.users -= 1
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._collected, entry, stack)
+        except RuntimeError:  # the loop closed in between
+            entry.users -= 1
 
-    def _checkout(self, key: SessionKey) -> _Entry:
+    def _collected(self, entry: Entry, stack: traceback.StackSummary | None) -> None:
+        entry.users -= 1
+        if stack is not None:
+            report_unreleased(entry.key.origin_text(), [stack], collected=True)
+        if entry.users == 0 and entry.pool is self:
+            self.release_entry(entry)
+
+    def _checkout(self, key: SessionKey) -> Entry:
         stale = self._current.pop(key, None)
         if stale is not None and stale.users == 0:
             self._drop(stale)  # closed behind our back while idle; its in-use twins are dropped on release
-        entry = None
-        if self._idle is not None:
-            entry = self._idle.take(key)
-            if entry is not None and entry.session.closed:
-                self._drop(entry)
-                entry = None
+        idle = self._idle if key.isolation is None else self._idle_isolated
+        entry = idle.take(key) if idle is not None else None
+        if entry is not None and (entry.session is None or entry.session.closed):
+            self._drop(entry)
+            entry = None
         if entry is None:
+            self._warn_of_churn(key)
             # Created before anything is counted: if aiohttp refuses the arguments, nothing changed.
-            session = (
-                ClientSession(**key.session_kwargs)
-                if key.isolation is None
-                else self._connectors.session(key)
-            )
-            entry = _Entry(key, session)
+            if key.isolation is None:
+                session = ClientSession(**key.build_kwargs())
+            else:
+                jar = key.isolation.cookie_jar(CookieJar)
+                session = self._connectors.session(key, jar)
+            entry = Entry(key, session, self, debug=self.debug)
             self._entries[session] = entry
-            self._owner._adopt(session)
+            self._count_identity_options(key, +1)
+            self._owner._adopt(entry)
             self.created += 1
         self._current[key] = entry
         return entry
@@ -174,127 +165,154 @@ class LoopPool:
     def _settle(self) -> None:
         self._settle_handle = None
         settling, self._settling = self._settling, []
-        assert self._idle is not None
         for entry in settling:
             entry.settling = False
             if entry.users == 0 and self._current.get(entry.key) is entry:
                 del self._current[entry.key]
-                self._idle.add(entry.key, entry)  # may expire or evict others: they are dropped
+                idle = self._idle if entry.key.isolation is None else self._idle_isolated
+                assert idle is not None
+                idle.add(entry.key, entry)  # may expire or evict others: they are dropped
 
     # -- closing -----------------------------------------------------------------------------------
 
-    def _drop(self, entry: _Entry) -> asyncio.Task[None] | None:
+    def _drop(self, entry: Entry) -> asyncio.Task[None] | None:
         """Forget *entry* and close its session; return the closing task, if one was needed."""
-        self._entries.pop(entry.session, None)
+        if self._entries.pop(entry.session, None) is not None:  # type: ignore[arg-type]
+            self._count_identity_options(entry.key, -1)
         if self._current.get(entry.key) is entry:
             del self._current[entry.key]
-        closing = self._close(entry.session)
+        return self._close(entry)
+
+    def _close(self, entry: Entry) -> asyncio.Task[None] | None:
+        """Close *entry*'s session and detach the entry from this pool (releases then only count down)."""
+        session, entry.session, entry.pool = entry.session, None, None
+        if session is None:
+            return None
+        closing = None if session.closed else self._closer.close(session.close)
         if entry.key.isolation is not None:
             self._connectors.release(entry.key)
         return closing
 
-    def _close(self, session: ClientSession) -> asyncio.Task[None] | None:
-        if session.closed:
-            return None
-        return self._track(session.close)
-
-    def _track(self, close: Callable[[], Awaitable[None]]) -> asyncio.Task[None] | None:
-        """Run *close* in a task that ``close()`` and the loop's shutdown wait for."""
-        if self.loop.is_closed():
-            return None  # nothing can run any more: aiohttp reports what is left open
-
-        async def wait() -> None:
-            await close()
-
-        task = self.loop.create_task(wait())
-        self._closing.add(task)
-        task.add_done_callback(self._closed)
-        return task
-
-    def _closed(self, task: asyncio.Task[None]) -> None:
-        self._closing.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.loop.call_exception_handler(
-                {
-                    "message": "asynctools could not close a session",
-                    "exception": task.exception(),
-                    "task": task,
-                }
-            )
-
     def close_all(self) -> list[asyncio.Task[None]]:
         """Detach from the registry and close every session, in use or idle; return the closing tasks.
 
-        Sessions still in use stay known here until their holders release them, so those releases
-        succeed; the registry remembers them too, for ``registry.release()``.
+        Leases still held are released later without error: their entries only count down.
         """
         self._detach()
         if self._settle_handle is not None:
             self._settle_handle.cancel()
             self._settle_handle = None
-        if self._idle is not None:
-            self._idle.drain()  # each of them is dropped below, with every other entry
+        for idle in (self._idle, self._idle_isolated):
+            if idle is not None:
+                idle.drain()  # each of them is dropped below, with every other entry
         for entry in self._settling:
             entry.settling = False
         self._settling.clear()
         self._current.clear()
-        for entry in list(self._entries.values()):
-            if entry.users:
-                self._owner._orphan(entry.session, entry.users, entry.stacks)
-                if entry.stacks:
-                    # Reported if still unreleased when the entry goes away: a paused generator
-                    # finalised after the loop's shutdown, or a call still in flight, releases later.
-                    weakref.finalize(entry, report_unreleased, entry.key.origin_text(), entry.stacks)
-                self._close(entry.session)
-            else:
-                self._drop(entry)
+        entries = list(self._entries.values())
+        self._entries.clear()
+        self._churn.clear()
+        closing = []
+        for entry in entries:
+            # A lease still held is reported (debug mode) if it is dropped unreleased: a call in flight
+            # or a generator finalised later may still release it.
+            task = self._close(entry)
+            if task is not None:
+                closing.append(task)
         self._connectors.close_all()  # their sessions are all closed now
-        return list(self._closing)
+        return closing
 
     async def close(self) -> None:
         """Close everything (see ``close_all``) and wait until it is closed.
 
         Cancelling the wait does not cancel the closing: the sessions still close.
         """
-        await asyncio.shield(asyncio.gather(*self.close_all()))
-        if self._guard is not None and self._guard is not asyncio.current_task():
-            await asyncio.wait([self._guard])
+        self.close_all()
+        await self._closer.wait()
+        if self._hook is not None:
+            hook, self._hook = self._hook, None
+            await hook.cancel()
 
     def _detach(self) -> None:
-        if self._detached:
-            return
-        self._detached = True
-        self._owner._forget(self, loop_shut_down=self.shut_down)
-        if self._guard is not None and self._guard is not asyncio.current_task(self.loop):
-            self._guard.cancel()
+        if not self._detached:
+            self._detached = True
+            self._owner._forget(self, loop_shut_down=self.shut_down)
 
-    async def _close_at_loop_shutdown(self) -> None:
-        # asyncio.run() (and aiohttp's run_app) cancel every task left when the main coroutine ends and
-        # wait for them; paused async generators are closed only after that. So this waits for the
-        # cancellation, closes what the registry holds, and makes later releases close at once.
-        # A loop closed without cancelling its tasks (run_until_complete() then close()) destroys this
-        # task instead, and asyncio says so: such code must await registry.close() before loop.close().
-        try:
-            await self.loop.create_future()
-        except asyncio.CancelledError:
-            if not self._detached:
-                self.shut_down = True
-                await self.close()
-            raise
+    async def _shutdown(self) -> None:
+        # Called by the loop's async-generator finalisation: every task is done, except those closing
+        # other generators with us. While some user still holds a session, let those finish first: their
+        # finally: blocks may still need it. Then close everything, closes cancelled at exit included.
+        self.shut_down = True
+        me = asyncio.current_task()
+        while any(entry.users for entry in self._entries.values()):
+            others = [task for task in asyncio.all_tasks(self.loop) if task is not me and not task.done()]
+            if not others:
+                break
+            await asyncio.wait(others, return_when=asyncio.FIRST_COMPLETED)
+        await self.close()
+
+    def abandon(self, keep: Callable[[object], None] = lambda _: None) -> None:
+        """Let go of everything without closing it: its loop is closed, or this is a forked child.
+
+        In a forked child the sessions share their sockets with the parent, which still uses them:
+        they are handed to *keep* (so that they are never collected and reported unclosed), never used
+        nor closed here. Leases still held only count down from now on.
+        """
+        self._detached = True
+        if self._hook is not None:
+            self._hook.disarm()
+        if self._settle_handle is not None:
+            self._settle_handle.cancel()
+        for idle in (self._idle, self._idle_isolated):
+            if idle is not None:
+                idle.drain()
+        for entry in list(self._entries.values()):
+            keep(entry.session)
+            entry.session = entry.pool = None
+        self._entries.clear()
+        self._current.clear()
+        keep(self._connectors)
+
+    # -- churn -------------------------------------------------------------------------------------
+
+    def _count_identity_options(self, key: SessionKey, delta: int) -> None:
+        for name, value in key.identity_options:
+            counts = self._churn.setdefault((key.origin, name), {})
+            counts[value] = counts.get(value, 0) + delta
+            if counts[value] <= 0:
+                del counts[value]
+
+    def _warn_of_churn(self, key: SessionKey) -> None:
+        """Warn once per origin and option when one more session would make it churn (before creating)."""
+        for name, value in key.identity_options:
+            marker = (key.origin, name)
+            counts = self._churn.get(marker, {})
+            if marker in self._churn_warned or value in counts or len(counts) < CHURN_LIMIT:
+                continue
+            self._churn_warned.add(marker)
+            warnings.warn(
+                f"asynctools: {len(counts) + 1} sessions for {key.origin_text()} differ only in the "
+                f"{name!r} option, which is compared by identity: each new object makes a new session "
+                f"and connection pool. Create the {name} value once and share it between containers "
+                f"(a module-level function or object), or pass equal values",
+                RuntimeWarning,
+                stacklevel=5,
+            )
 
     # -- inspection --------------------------------------------------------------------------------
 
     def stats(self) -> RegistryStats:
-        if self._idle is not None:
-            self._idle.expire()
+        for idle in (self._idle, self._idle_isolated):
+            if idle is not None:
+                idle.expire()
         sessions = tuple(
             SessionStats(
                 origin=entry.key.origin_text(),
                 users=entry.users,
-                idle=entry.users == 0 and not entry.session.closed,
-                closed=entry.session.closed,
+                idle=entry.users == 0 and not session.closed,
+                closed=session.closed,
             )
-            for entry in self._entries.values()
+            for session, entry in self._entries.items()
         )
         return RegistryStats(
             open=sum(not s.closed for s in sessions),

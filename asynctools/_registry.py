@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import threading
-import traceback
 import weakref
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import ClientSession
 
 from ._keys import SessionKey, make_key
+from ._lease import Entry, Lease
 from ._pool import LoopPool
 from ._stats import RegistryStats
 
@@ -60,13 +61,11 @@ class SessionRegistry:
         self._debug = bool(debug)
         self._pools: dict[asyncio.AbstractEventLoop, LoopPool] = {}
         self._lock = threading.Lock()  # guards what follows against threads that each run a loop
-        # Weak: neither may keep a session, and so its loop, alive.
-        self._handed_out: weakref.WeakSet[ClientSession] = weakref.WeakSet()
-        # Sessions closed while still held: how many users, and (debug mode) where they acquired.
-        self._orphans: weakref.WeakKeyDictionary[ClientSession, tuple[int, list[traceback.StackSummary]]] = (
-            weakref.WeakKeyDictionary()
-        )
+        # The one ledger: each session this registry made, to its Entry (which counts its users).
+        # Weak: an entry drops its session once closed, so a session nobody holds is not kept alive.
+        self._ledger: weakref.WeakKeyDictionary[ClientSession, Entry] = weakref.WeakKeyDictionary()
         self._shut_down_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        _registries.add(self)
 
     def __repr__(self) -> str:
         return (
@@ -86,35 +85,33 @@ class SessionRegistry:
 
     # -- the pool of the running loop ---------------------------------------------------------------
 
-    def _pool(self) -> LoopPool:
-        """The pool of the running loop, created on first use (raises ``RuntimeError`` with no loop)."""
+    def _lease(self, key: SessionKey) -> Lease:
+        """Lease *key*'s session on the running loop (``RuntimeError`` without one): the way in for
+        containers, decorated calls and ``session()``."""
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is None:
             pool = self._open_pool(loop)
-        return pool
+        return pool.lease(key)
 
     def _open_pool(self, loop: asyncio.AbstractEventLoop) -> LoopPool:
         with self._lock:
             if loop in self._shut_down_loops:
                 # An async generator finalised after the shutdown: serve it, but keep nothing, since
-                # no task can be left behind to close a lingering session any more.
+                # nothing can be left behind to close a lingering session any more.
                 return LoopPool(loop, self._idle_timeout, self._max_idle, self, shut_down=True, debug=False)
             # A loop closed without shutting down never detached its pool: drop it here, so that a
             # dead loop is not kept alive by the registry.
             for dead in [other for other in self._pools if other.is_closed()]:
-                del self._pools[dead]
+                self._pools.pop(dead).abandon()
             debug = self._debug or loop.get_debug()
             pool = self._pools[loop] = LoopPool(loop, self._idle_timeout, self._max_idle, self, debug=debug)
         return pool
 
-    def _adopt(self, session: ClientSession) -> None:
+    def _adopt(self, entry: Entry) -> None:
+        assert entry.session is not None
         with self._lock:
-            self._handed_out.add(session)
-
-    def _orphan(self, session: ClientSession, users: int, stacks: list[traceback.StackSummary]) -> None:
-        with self._lock:
-            self._orphans[session] = (users, stacks)
+            self._ledger[entry.session] = entry
 
     def _forget(self, pool: LoopPool, *, loop_shut_down: bool) -> None:
         with self._lock:
@@ -123,6 +120,16 @@ class SessionRegistry:
             if loop_shut_down:
                 self._shut_down_loops.add(pool.loop)
 
+    def _after_fork_in_child(self) -> None:
+        # The parent's sessions share their sockets with the parent: never use them here, and never
+        # close them (closing would shut the parent's connections); keep them referenced so that
+        # aiohttp does not call them unclosed when they would be collected.
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        for pool in self._pools.values():
+            pool.abandon(keep=_inherited.append)
+        self._pools.clear()
+        self._shut_down_loops = weakref.WeakSet()
+
     # -- acquire and release ------------------------------------------------------------------------
 
     async def acquire(self, url: Any = None, **session_kwargs: Any) -> ClientSession:
@@ -130,44 +137,50 @@ class SessionRegistry:
 
         The session is created on first use, on the running loop; every call must be paired with one
         ``release()``. *url* is a ``str`` or ``yarl.URL`` (only its origin matters) or ``None`` for a
-        session not tied to a site.
+        session not tied to a site. The options are copied: changing your dicts afterwards changes
+        nothing.
 
         Raises ``TypeError`` for a *url* of another type or a keyword ``ClientSession`` does not take,
-        ``ValueError`` for a URL with no host or a scheme other than http, https, ws, wss; nothing is
-        created or counted then.
+        ``ValueError`` for a URL with no host, a host with characters no host name may contain, or a
+        scheme other than http, https, ws, wss; nothing is created or counted then.
         """
-        return self._pool().acquire(make_key(url, session_kwargs))
+        lease = self._lease(make_key(url, session_kwargs))
+        lease.entry.raw.append(lease)
+        session = lease.session
+        assert session is not None
+        return session
 
     async def release(self, session: ClientSession) -> None:
         """Count one user less of *session*; if it was the last, keep it idle or close it.
 
         Waits for the session to close when it is closed (``idle_timeout=0``, or the loop shutting
-        down). Raises ``TypeError`` for something that is not a ``ClientSession`` and ``ValueError`` for
-        a session this registry did not hand out on this loop or one released more times than it was
-        acquired; nothing changes then.
+        down). A session acquired on another thread's loop may be released here: its loop does the
+        rest. Raises ``TypeError`` for something that is not a ``ClientSession`` and ``ValueError`` for
+        a session this registry did not hand out or one released more times than it was acquired
+        (also after ``close()`` or the loop's shutdown); nothing changes then.
         """
         if not isinstance(session, ClientSession):
             raise TypeError(f"release() takes a ClientSession from acquire(), not {session!r}")
-        pool = self._pools.get(asyncio.get_running_loop())
-        if pool is not None and session in pool:
-            await pool.release_and_wait(session)
-            return
         with self._lock:
-            users, stacks = self._orphans.get(session, (0, []))
-            if users:  # closed by close() or the loop's shutdown while still in use: already closed
-                self._orphans[session] = (users - 1, stacks)
-                if stacks:
-                    stacks.pop()
-                return
-        if session in self._handed_out:
+            entry = self._ledger.get(session)
+            lease = entry.raw.pop() if entry is not None and entry.raw else None
+        if lease is None:
+            if entry is None:
+                raise ValueError(
+                    f"{session!r} was not handed out by this registry; "
+                    "release only sessions that this registry's acquire() returned"
+                )
             raise ValueError(
-                f"{session!r} was released more times than it was acquired (or on another event loop); "
-                "call release() once for each acquire(), on the loop that acquired it"
+                f"{session!r} was released more times than it was acquired; "
+                "call release() once for each acquire()"
             )
-        raise ValueError(
-            f"{session!r} was not handed out by this registry; "
-            "release only sessions that this registry's acquire() returned"
-        )
+        if lease.loop is asyncio.get_running_loop() or lease.loop.is_closed():
+            await lease.release_and_wait()
+            return
+        try:  # its own loop, in another thread, counts it down and closes it if need be
+            lease.loop.call_soon_threadsafe(lease.release)
+        except RuntimeError:  # that loop closed in between
+            lease.release()
 
     def session(self, url: Any = None, **session_kwargs: Any) -> SessionLease:
         """Return an async context manager that acquires on entry and releases on exit.
@@ -237,31 +250,45 @@ class SessionRegistry:
 
 
 class SessionLease:
-    """``async with registry.session(...) as session``: one acquire, one release."""
+    """``async with registry.session(...) as session``: one acquire, one release.
 
-    __slots__ = ("_key", "_pool", "_registry", "_session")
+    Dropped while entered (never exited), it is released when collected.
+    """
+
+    __slots__ = ("_key", "_lease", "_registry")
 
     def __init__(self, registry: SessionRegistry, key: SessionKey) -> None:
         self._registry = registry
         self._key = key
-        self._pool: LoopPool | None = None
-        self._session: ClientSession | None = None
+        self._lease: Lease | None = None
 
     async def __aenter__(self) -> ClientSession:
-        if self._session is not None:
+        if self._lease is not None:
             raise RuntimeError("this registry.session(...) is already entered; call registry.session() again")
-        self._pool = self._registry._pool()
-        self._session = self._pool.acquire(self._key)
-        return self._session
+        self._lease = self._registry._lease(self._key)
+        session = self._lease.session
+        assert session is not None
+        return session
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        assert self._pool is not None and self._session is not None
-        pool, session = self._pool, self._session
-        self._pool = self._session = None
-        await pool.release_and_wait(session)
+        assert self._lease is not None
+        lease, self._lease = self._lease, None
+        await lease.release_and_wait()
 
+
+_registries: weakref.WeakSet[SessionRegistry] = weakref.WeakSet()
+# What a forked child inherited from its parent's registries: kept, never used nor closed.
+_inherited: list[object] = []
+
+
+def _after_fork_in_child() -> None:
+    for registry in list(_registries):
+        registry._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 #: The process-wide registry that containers use unless they are given another.
 default_registry = SessionRegistry()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Protocol
 
-from aiohttp import ClientResponse, ClientSession
+from aiohttp import ClientResponse
 from yarl import URL
 
-from ._keys import SessionKey
-from ._pool import LoopPool
-from ._registry import SessionRegistry
+from ._lease import Lease
 
 __all__ = ("PooledRequest", "ResponseContext")
 
@@ -36,13 +34,12 @@ class PooledRequest:
     ``idle_timeout=0`` does not close the pool under a body still being read.
     """
 
-    __slots__ = ("_key", "_kwargs", "_method", "_registry", "_response", "_url")
+    __slots__ = ("_kwargs", "_lease_for", "_method", "_response", "_url")
 
     def __init__(
-        self, registry: SessionRegistry, key: SessionKey, method: str, url: URL | str, kwargs: dict[str, Any]
+        self, lease_for: Callable[[], Lease], method: str, url: URL | str, kwargs: dict[str, Any]
     ) -> None:
-        self._registry = registry
-        self._key = key
+        self._lease_for = lease_for
         self._method = method
         self._url = url
         self._kwargs = kwargs
@@ -52,18 +49,22 @@ class PooledRequest:
         return self._send().__await__()
 
     async def _send(self) -> ClientResponse:
-        pool = self._registry._pool()
-        session = pool.acquire(self._key)
+        lease = self._lease_for()
+        session = lease.session
+        assert session is not None
         try:
             response = await session.request(self._method, self._url, **self._kwargs)
         except BaseException:
-            await pool.release_and_wait(session)
+            await lease.release_and_wait()
             raise
         connection = response.connection
         if connection is None:  # the body was already complete: nothing holds the pool any more
-            await pool.release_and_wait(session)
+            await lease.release_and_wait()
         else:
-            connection.add_callback(lambda: _release_soon(pool, session))
+            # Called by aiohttp as the connection goes back to the pool: after the body was read, on
+            # release(), or from the response's finaliser when it is dropped unread. A close it causes
+            # is a task the pool tracks, so the connector finishes returning the connection first.
+            connection.add_callback(lambda: _release(lease))
         return response
 
     async def __aenter__(self) -> ClientResponse:
@@ -79,7 +80,6 @@ class PooledRequest:
         await self._response.wait_for_close()
 
 
-def _release_soon(pool: LoopPool, session: ClientSession) -> None:
-    # Called synchronously by aiohttp while it releases the connection; the close, if any, is a task
-    # the pool tracks, so the connector finishes returning the connection before it is closed.
-    pool.release(session)
+def _release(lease: Lease) -> None:
+    if not lease.released:  # aiohttp may report the same connection's release twice
+        lease.release()

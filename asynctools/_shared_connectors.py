@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from aiohttp import BaseConnector, ClientSession, CookieJar, TCPConnector
+from aiohttp import BaseConnector, ClientSession, TCPConnector
+from aiohttp.abc import AbstractCookieJar
 
 from ._keys import SessionKey
 
@@ -23,11 +24,11 @@ class SharedConnectors:
         self._track = track
         self._slots: dict[SessionKey, tuple[BaseConnector, int]] = {}
 
-    def session(self, key: SessionKey) -> ClientSession:
-        """A new session for *key* on its shared connector, created on first use."""
+    def session(self, key: SessionKey, cookie_jar: AbstractCookieJar) -> ClientSession:
+        """A new session for *key* with *cookie_jar*, on *key*'s shared connector (made on first use)."""
         connector, users = self._slots.get(key.shared) or (TCPConnector(), 0)
         session = ClientSession(
-            **key.session_kwargs, connector=connector, connector_owner=False, cookie_jar=CookieJar()
+            **key.build_kwargs(), connector=connector, connector_owner=False, cookie_jar=cookie_jar
         )
         self._slots[key.shared] = (connector, users + 1)
         return session

@@ -32,7 +32,7 @@ class RegistryMachine(RuleBasedStateMachine):
             for _ in range(3):  # idle at the end of the tick; closing tasks run to the end
                 await asyncio.sleep(0)
             if pool is not None:
-                await asyncio.gather(*pool._closing)
+                await pool._closer.wait()
             return result
 
         return self.loop.run_until_complete(settled())

@@ -1,0 +1,112 @@
+"""The ledger of a session's users (``Entry``) and one acquisition of it (``Lease``)."""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+import weakref
+from typing import Protocol
+
+from aiohttp import ClientSession
+
+from ._diagnostics import report_unreleased
+from ._keys import SessionKey
+
+__all__ = ("Entry", "Lease", "LeaseHolder")
+
+
+class LeaseHolder(Protocol):
+    """What an ``Entry`` reports to: the pool that handed its session out."""
+
+    def release_entry(self, entry: Entry) -> asyncio.Task[None] | None:
+        """One user of *entry* is gone (``entry.users`` is already counted down)."""
+
+    def release_collected(self, entry: Entry, stack: traceback.StackSummary | None) -> None:
+        """A lease of *entry* was garbage-collected unreleased; called from any thread."""
+
+
+class Entry:
+    """One session and the one count of its users, wherever they release from.
+
+    ``pool`` is the pool that hands it out, ``None`` once that pool has closed it (or the process
+    forked): releases then only count down. ``session`` is ``None`` once the session is closed or
+    belongs to a parent process, so that nothing can hand it out again and the ledger does not keep it
+    alive. ``raw`` holds the leases of ``registry.acquire()``, given back by ``registry.release()``.
+    """
+
+    __slots__ = ("__weakref__", "key", "leases", "pool", "raw", "session", "settling", "users")
+
+    def __init__(self, key: SessionKey, session: ClientSession, pool: LeaseHolder, *, debug: bool) -> None:
+        self.key = key
+        self.session: ClientSession | None = session
+        self.pool: LeaseHolder | None = pool
+        self.users = 0
+        self.settling = False  # waiting for the end of the tick to go idle
+        self.raw: list[Lease] = []
+        # Debug mode: the unreleased leases, for where they were acquired (weak: a dropped lease says so).
+        self.leases: weakref.WeakSet[Lease] | None = weakref.WeakSet() if debug else None
+
+    def stacks(self) -> list[traceback.StackSummary]:
+        """Where the unreleased leases were acquired (debug mode only, else empty)."""
+        if self.leases is None:
+            return []
+        return [lease.stack for lease in list(self.leases) if lease.stack is not None and not lease.released]
+
+
+class Lease:
+    """One acquisition of a session: counted once by its pool, given back exactly once.
+
+    ``release()`` gives it back (a second call raises ``ValueError``). A lease collected without being
+    released is given back by its finaliser, on its loop, so that a dropped container or response is
+    not counted in use forever.
+    """
+
+    __slots__ = ("__weakref__", "entry", "loop", "released", "stack")
+
+    def __init__(
+        self, entry: Entry, loop: asyncio.AbstractEventLoop, stack: traceback.StackSummary | None = None
+    ) -> None:
+        self.entry = entry
+        self.loop = loop
+        self.released = False
+        self.stack = stack
+
+    @property
+    def session(self) -> ClientSession | None:
+        """The session, or ``None`` once it is closed or inherited from a parent process."""
+        return self.entry.session
+
+    def release(self) -> asyncio.Task[None] | None:
+        """Give the session back; return the task closing it, if this closes it.
+
+        Must be called on the lease's loop. Raises ``ValueError`` for a lease already released.
+        """
+        if self.released:
+            raise ValueError(
+                "this session was released more times than it was acquired; release each acquisition once"
+            )
+        self.released = True
+        entry = self.entry
+        entry.users -= 1
+        pool = entry.pool
+        if pool is None or entry.users:
+            return None
+        return pool.release_entry(entry)
+
+    async def release_and_wait(self) -> None:
+        """``release()``, then wait for the session to close if this closed it (shielded)."""
+        closing = self.release()
+        if closing is not None:
+            await asyncio.shield(closing)
+
+    def __del__(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        entry = self.entry
+        if entry.pool is not None:
+            entry.pool.release_collected(entry, self.stack)
+            return
+        entry.users -= 1  # the registry closed the session already: only the count is left
+        if self.stack is not None:
+            report_unreleased(entry.key.origin_text(), [self.stack])
