@@ -321,3 +321,11 @@ def test_pytest_aiohttp_fixtures_are_no_leaks_and_a_leak_beside_them_is(pytester
         ]
     )
     assert "test_client left behind" not in result.stdout.str()
+
+
+def test_the_entry_point_loads_the_plugin_without_being_asked(pytester: pytest.Pytester) -> None:
+    assert ENTRY_POINT_INSTALLED, "pip install -e . to install the pytest11 entry point 'asynctools'"
+    ini(pytester)
+    pytester.makepyfile(test_plain="def test_plain(asynctools_registry):\n    assert asynctools_registry\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--asynctools-leak-check")
+    result.assert_outcomes(passed=1)
