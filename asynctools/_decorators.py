@@ -125,9 +125,13 @@ def _lease_for(obj: Any, func: Callable[..., Any]) -> Lease:
     try:
         lease_for = obj._asynctools_lease
     except AttributeError:
-        raise not_initialised(obj, f"{func.__qualname__}() (decorated with @attach_session)") from None
+        raise _not_a_container(obj, func) from None
     lease: Lease = lease_for()
     return lease
+
+
+def _not_a_container(obj: Any, func: Callable[..., Any]) -> TypeError:
+    return not_initialised(obj, f"{func.__qualname__}() (decorated with @attach_session)")
 
 
 def _wrap_coroutine(
@@ -152,7 +156,11 @@ def _wrap_coroutine(
             return await func(self, *args, **kwargs)
         if session is not None:
             return await func(self, *_with_session(args, kwargs, name, position, session), **kwargs)
-        lease = _lease_for(self, func)
+        try:
+            lease_for = self._asynctools_lease
+        except AttributeError:
+            raise _not_a_container(self, func) from None
+        lease = lease_for()
         session = lease.entry.session
         assert session is not None  # a fresh lease is never on a closed session
         try:

@@ -12,7 +12,7 @@ from aiohttp import ClientSession
 from ._diagnostics import report_unreleased
 from ._keys import SessionKey
 
-__all__ = ("Entry", "Lease", "LeaseHolder")
+__all__ = ("Entry", "HeldLease", "Lease", "LeaseHolder")
 
 
 class LeaseHolder(Protocol):
@@ -34,10 +34,19 @@ class Entry:
     alive. ``raw`` holds the leases of ``registry.acquire()``, given back by ``registry.release()``.
     """
 
-    __slots__ = ("__weakref__", "key", "leases", "pool", "raw", "session", "settling", "users")
+    __slots__ = ("__weakref__", "key", "leases", "loop", "pool", "raw", "session", "settling", "users")
 
-    def __init__(self, key: SessionKey, session: ClientSession, pool: LeaseHolder, *, debug: bool) -> None:
+    def __init__(
+        self,
+        key: SessionKey,
+        session: ClientSession,
+        pool: LeaseHolder,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        debug: bool,
+    ) -> None:
         self.key = key
+        self.loop = loop  # the loop the session belongs to
         self.session: ClientSession | None = session
         self.pool: LeaseHolder | None = pool
         self.users = 0
@@ -56,18 +65,14 @@ class Entry:
 class Lease:
     """One acquisition of a session: counted once by its pool, given back exactly once.
 
-    ``release()`` gives it back (a second call raises ``ValueError``). A lease collected without being
-    released is given back by its finaliser, on its loop, so that a dropped container or response is
-    not counted in use forever.
+    ``release()`` gives it back (a second call raises ``ValueError``). A plain lease is for code that
+    releases in a ``finally:`` (a decorated call); what may be dropped unreleased takes a ``HeldLease``.
     """
 
-    __slots__ = ("__weakref__", "entry", "loop", "released", "stack")
+    __slots__ = ("__weakref__", "entry", "released", "stack")
 
-    def __init__(
-        self, entry: Entry, loop: asyncio.AbstractEventLoop, stack: traceback.StackSummary | None = None
-    ) -> None:
+    def __init__(self, entry: Entry, stack: traceback.StackSummary | None = None) -> None:
         self.entry = entry
-        self.loop = loop
         self.released = False
         self.stack = stack
 
@@ -79,7 +84,8 @@ class Lease:
     def release(self) -> asyncio.Task[None] | None:
         """Give the session back; return the task closing it, if this closes it.
 
-        Must be called on the lease's loop. Raises ``ValueError`` for a lease already released.
+        Must be called on the session's loop (``entry.loop``).
+        Raises ``ValueError`` for a lease already released.
         """
         if self.released:
             raise ValueError(
@@ -98,6 +104,15 @@ class Lease:
         closing = self.release()
         if closing is not None:
             await asyncio.shield(closing)
+
+
+class HeldLease(Lease):
+    """A lease kept by an object that may be dropped without releasing it (an attached container, a
+    ``registry.session()`` lease, a response): collected unreleased, it is given back by its finaliser,
+    on its loop, so that it is not counted in use forever.
+    """
+
+    __slots__ = ()
 
     def __del__(self) -> None:
         if self.released:

@@ -14,7 +14,7 @@ from ._closer import Closer
 from ._diagnostics import caller_stack, report_unreleased
 from ._idle import IdleSessions
 from ._keys import SessionKey
-from ._lease import Entry, Lease
+from ._lease import Entry, HeldLease, Lease
 from ._shared_connectors import SharedConnectors
 from ._shutdown import ShutdownHook
 from ._stats import RegistryStats, SessionStats
@@ -86,19 +86,23 @@ class LoopPool:
 
     # -- users -------------------------------------------------------------------------------------
 
-    def lease(self, key: SessionKey) -> Lease:
-        """Count one more user of *key*'s session and return the lease, creating the session if needed."""
+    def lease(self, key: SessionKey, held: bool = False) -> Lease:
+        """Count one more user of *key*'s session and return the lease, creating the session if needed.
+
+        *held*: the lease is kept by an object that may be dropped unreleased (see ``HeldLease``).
+        """
         entry = self._current.get(key)
         if entry is None or entry.session is None or entry.session.closed:
             entry = self._checkout(key)
         entry.users += 1
         self.acquired += 1
+        make = HeldLease if held else Lease
         if self.debug:
-            lease = Lease(entry, self.loop, caller_stack())
+            lease = make(entry, caller_stack())
             assert entry.leases is not None
             entry.leases.add(lease)
             return lease
-        return Lease(entry, self.loop)
+        return make(entry)
 
     def release_entry(self, entry: Entry) -> asyncio.Task[None] | None:
         """*entry* has no user left: keep it idle (at the end of the tick) or close it."""
@@ -152,7 +156,7 @@ class LoopPool:
             else:
                 jar = key.isolation.cookie_jar(CookieJar)
                 session = self._connectors.session(key, jar)
-            entry = Entry(key, session, self, debug=self.debug)
+            entry = Entry(key, session, self, self.loop, debug=self.debug)
             self._entries[session] = entry
             self._count_identity_options(key, +1)
             self._owner._adopt(entry)

@@ -85,14 +85,14 @@ class SessionRegistry:
 
     # -- the pool of the running loop ---------------------------------------------------------------
 
-    def _lease(self, key: SessionKey) -> Lease:
+    def _lease(self, key: SessionKey, held: bool = False) -> Lease:
         """Lease *key*'s session on the running loop (``RuntimeError`` without one): the way in for
-        containers, decorated calls and ``session()``."""
+        containers, decorated calls and ``session()``. *held*: see ``LoopPool.lease``."""
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is None:
             pool = self._open_pool(loop)
-        return pool.lease(key)
+        return pool.lease(key, held)
 
     def _open_pool(self, loop: asyncio.AbstractEventLoop) -> LoopPool:
         with self._lock:
@@ -174,11 +174,12 @@ class SessionRegistry:
                 f"{session!r} was released more times than it was acquired; "
                 "call release() once for each acquire()"
             )
-        if lease.loop is asyncio.get_running_loop() or lease.loop.is_closed():
+        loop = lease.entry.loop
+        if loop is asyncio.get_running_loop() or loop.is_closed():
             await lease.release_and_wait()
             return
         try:  # its own loop, in another thread, counts it down and closes it if need be
-            lease.loop.call_soon_threadsafe(lease.release)
+            loop.call_soon_threadsafe(lease.release)
         except RuntimeError:  # that loop closed in between
             lease.release()
 
@@ -265,7 +266,7 @@ class SessionLease:
     async def __aenter__(self) -> ClientSession:
         if self._lease is not None:
             raise RuntimeError("this registry.session(...) is already entered; call registry.session() again")
-        self._lease = self._registry._lease(self._key)
+        self._lease = self._registry._lease(self._key, True)
         session = self._lease.session
         assert session is not None
         return session
