@@ -9,9 +9,12 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ("ExpressionError", "evaluate", "format_number")
+__all__ = ("NUMBER", "ExpressionError", "evaluate", "format_number")
 
-_TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|(.))")
+# A number as mathjs reads one: ASCII digits, an optional decimal point and exponent, no underscores
+# (Python's float() also takes "1_000" and non-ASCII digits such as "\u0663"; mathjs takes neither).
+NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_TOKEN = re.compile(rf"\s*(?:({NUMBER})|(.))")
 MAX_LENGTH = 1000
 
 

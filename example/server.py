@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,20 @@ import aiohttp
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from yarl import URL
 
 import asynctools
 
+from .expression import NUMBER
 from .maths import MathRequests
 from .upstream import make_upstream_app
 
-__all__ = ("MAX_VALUES", "BadInput", "UpstreamFailed", "make_app")
+__all__ = ("MAX_VALUES", "BadInput", "UpstreamFailed", "check_upstream", "make_app")
 
 MAX_VALUES = 1000
 HERE = Path(__file__).parent
+# What the front end passes on as a value: a number the math API (the embedded one, like mathjs) reads.
+SIGNED_NUMBER = re.compile(rf"[+-]?{NUMBER}")
 REGISTRY = web.AppKey("registry", asynctools.SessionRegistry)
 API_URL = web.AppKey("api_url", str)
 TIMEOUT = web.AppKey("timeout", float)
@@ -48,11 +53,13 @@ def parse_values(raw: str | None) -> list[str]:
     if len(values) > MAX_VALUES:
         raise BadInput(f"{len(values)} values given, at most {MAX_VALUES} are allowed")
     for value in values:
-        try:
-            number = float(value)
-        except ValueError:
-            raise BadInput(f"{value!r} is not a number") from None
-        if not math.isfinite(number):
+        if SIGNED_NUMBER.fullmatch(value) is None:
+            if "_" in value:  # Python's float() takes 1_000; mathjs, and so the embedded math API, does not
+                raise BadInput(f"{value!r} is not a number: the math API takes no underscores in numbers")
+            if value.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+                raise BadInput(f"{value!r} is not a finite number")
+            raise BadInput(f"{value!r} is not a number")
+        if not math.isfinite(float(value)):  # 1e400
             raise BadInput(f"{value!r} is not a finite number")
     return values
 
@@ -111,13 +118,30 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(dataclasses.asdict(request.app[REGISTRY].stats()))
 
 
+def check_upstream(url: str) -> str:
+    """*url* itself if it is an absolute http(s) URL; raises ``ValueError`` naming it otherwise.
+
+    Checked once at start-up: a relative or non-HTTP upstream would fail every request instead.
+    """
+    try:
+        parsed = URL(url)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"{url!r} is not an absolute http(s) URL such as http://api.mathjs.org/v4")
+    return url
+
+
 def make_app(
     upstream: str | None = None, *, timeout: float = 5.0, registry: asynctools.SessionRegistry | None = None
 ) -> web.Application:
     """The maths app; with no *upstream*, it also serves its own math API on a free loopback port.
 
-    *timeout* is how long a call to the math API may take, in seconds.
+    *upstream* is the URL of a mathjs-compatible ``GET ...?expr=`` endpoint (``ValueError`` if it is not an
+    absolute http(s) URL); *timeout* is how long a call to the math API may take, in seconds.
     """
+    if upstream is not None:
+        check_upstream(upstream)
     app = web.Application()
     app[REGISTRY] = registry if registry is not None else asynctools.SessionRegistry()
     app[TIMEOUT] = timeout

@@ -9,8 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -61,6 +60,9 @@ async def test_one_session_serves_every_request(maths):
         ("?values=1,two,3", "'two' is not a number"),
         ("?values=1,,3", "'' is not a number"),
         ("?values=nan", "'nan' is not a finite number"),
+        # float() takes these, mathjs does not: refused here rather than a 502 from the upstream.
+        ("?values=1_000", "'1_000' is not a number: the math API takes no underscores in numbers"),
+        ("?values=%D9%A3", "'\u0663' is not a number"),
         ("?values=" + ",".join(["1"] * 1001), "1001 values given, at most 1000"),
     ],
 )
@@ -134,6 +136,17 @@ async def test_the_embedded_upstream_refuses_malformed_expressions(maths):
         assert (await bad.text()).startswith("Error: Value expected")
     async with maths.session.get(f"{origin}/v4") as missing:
         assert missing.status == 400
+    async with maths.session.get(f"{origin}/v4", params={"expr": "(1_000)^2"}) as underscores:
+        assert underscores.status == 400
+        assert (await underscores.text()).startswith("Error: Unexpected character '_'")
+
+
+@pytest.mark.parametrize(
+    "upstream", ["not-a-url", "/v4", "api.mathjs.org/v4", "ftp://api.mathjs.org/v4", "http:///v4"]
+)
+def test_make_app_refuses_an_upstream_that_is_not_an_absolute_http_url(upstream):
+    with pytest.raises(ValueError, match=f"{upstream!r}.*absolute http"):
+        make_app(upstream)
 
 
 async def test_the_page_renders_a_table_without_javascript(maths):
@@ -185,13 +198,9 @@ class RunningExample:
         self.banner = self.proc.stdout.readline()
 
     def get(self, path: str) -> str:
-        for _ in range(200):  # the banner comes just before the socket is bound
-            try:
-                with urllib.request.urlopen(self.url + path, timeout=30) as resp:
-                    return str(resp.read().decode())
-            except urllib.error.URLError:
-                time.sleep(0.05)
-        raise AssertionError(f"{self.url}{path} never answered")
+        # No retry: the banner is printed once the server listens.
+        with urllib.request.urlopen(self.url + path) as resp:
+            return str(resp.read().decode())
 
     def interrupt(self) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGINT)
@@ -207,3 +216,77 @@ def test_python_m_example_serves_the_curl_and_stops_cleanly_on_ctrl_c():
     assert code == 0
     for text in ("Traceback", "Unclosed", "ResourceWarning", "Task was destroyed", "Exception ignored"):
         assert text not in err, err
+
+
+def run_example(*args: str) -> tuple[int, str, str]:
+    """``python -m example ARGS``, expected to stop by itself: its exit code, stdout and stderr.
+
+    If it starts serving instead (its first line is the banner), it is stopped and the test fails, so a
+    regression fails the test rather than hanging it.
+    """
+    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: it cannot fill up and block
+        proc = subprocess.Popen(
+            [sys.executable, "-X", "dev", "-m", "example", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stdout is not None
+        with proc.stdout:
+            first = proc.stdout.readline()
+            if first.startswith("maths server on"):
+                proc.send_signal(signal.SIGINT)
+                proc.wait()
+                raise AssertionError(f"python -m example {' '.join(args)} started serving: {first}")
+            out = first + proc.stdout.read()
+        code = proc.wait()
+        stderr.seek(0)
+        return code, out, stderr.read()
+
+
+def test_a_port_in_use_is_one_line_on_stderr_and_exit_1():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run_example("--host", "127.0.0.1", "--port", str(port))
+    assert code == 1, err
+    assert out == ""  # no URL: nothing listens there
+    assert err.count("\n") == 1, err
+    assert f"127.0.0.1:{port}" in err
+    assert "in use" in err and "--port" in err
+
+
+@pytest.mark.parametrize("upstream", ["not-a-url", "ftp://api.mathjs.org/v4"])
+def test_an_upstream_that_is_not_an_http_url_is_refused_at_start_up(upstream):
+    code, out, err = run_example("--host", "127.0.0.1", "--port", str(free_port()), "--upstream", upstream)
+    assert code == 2, err
+    assert out == ""
+    last_line = err.splitlines()[-1]
+    assert last_line.startswith("python -m example: error: argument --upstream:"), err
+    assert repr(upstream) in last_line
+    assert "absolute http(s) URL" in last_line
+
+
+def test_a_port_out_of_range_is_refused_by_argparse():
+    code, out, err = run_example("--host", "127.0.0.1", "--port", "70000")
+    assert code == 2, err
+    assert out == ""
+    assert "argument --port: 70000" in err and "1 to 65535" in err
+
+
+def test_help_is_plain_text_with_help_for_every_option():
+    code, out, err = run_example("--help")
+    assert code == 0, err
+    assert "`" not in out
+    assert "http://localhost:8080" in out
+    options = out.split("options:", 1)[1]
+    entries = [line.strip() for line in options.splitlines() if line.strip()]
+    for option in ("--host", "--port", "--upstream"):
+        (entry,) = [e for e in entries if e.startswith(option)]
+        described = entry.split(None, 2)[2:]  # past the option and its metavar
+        following = entries[entries.index(entry) + 1]
+        assert described or not following.startswith("-"), f"{option} has no help: {out}"
+    assert "default: localhost" in options and "default: 8080" in options

@@ -6,10 +6,11 @@ import math
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from example.expression import ExpressionError, evaluate, format_number
+from example.server import BadInput, parse_values
 
 
 @pytest.mark.parametrize(
@@ -58,6 +59,9 @@ def test_table(expr, printed):
         ("2 ** 3", "Value expected"),
         ("abs(2)", "Unexpected character 'a'"),
         ("__import__('os')", "Unexpected character '_'"),
+        ("1_000", "Unexpected character '_'"),  # mathjs takes no digit separators
+        # An Arabic-Indic 3: Python's float() takes it, mathjs does not.
+        ("\u0663", "Unexpected character '\u0663'"),
         ("1 2", "Unexpected '2'"),
         ("()", "Value expected"),
         ("1" * 1001, "longer than 1000"),
@@ -114,3 +118,19 @@ def test_spacing_and_negation_do_not_change_the_result(case):
     text, expected = case
     got = evaluate("-" + text.replace(" ", ""))
     assert math.isnan(got) if math.isnan(expected) else got == -expected
+
+
+number_like = st.text(alphabet="0123456789_.eE+- \u0663\uff11infa", max_size=8)
+
+
+@given(number_like)
+@example("1_000")
+@example("\u0663")
+@example(" -1.5e3 ")
+def test_the_front_end_passes_on_only_what_the_stand_in_evaluates(text):
+    """What the maths server's front end accepts as a number, the embedded math API squares (no 502)."""
+    try:
+        (value,) = parse_values(text)
+    except BadInput:
+        return
+    evaluate(f"({value})^2")  # raises ExpressionError (a 400 upstream, a 502 for the user) if refused
