@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 
 __all__ = ("Closer",)
@@ -28,7 +29,8 @@ class Closer:
         """Run *close* in a task; return it (``None`` when the loop is closed: nothing can run)."""
         if self._loop.is_closed():
             return None
-        task = self._loop.create_task(_run(close))
+        # Made in a context of its own: the caller's (and what its ContextVars hold) is not kept alive.
+        task = contextvars.Context().run(self._loop.create_task, _run(close))
         self._running[task] = close
         task.add_done_callback(self._done)
         return task

@@ -44,12 +44,21 @@ class _Attachment:
 
 
 def _attached_session(container: AbstractSessionContainer) -> ClientSession | None:
-    """The session attached on the running loop, else the borrowed one (``session``'s slow path)."""
+    """The session attached on the running loop, else the borrowed one (``session``'s slow path).
+
+    Read outside any running loop, the latest attachment's session is shown, while its loop is open.
+    """
     attachments = container._asynctools_attachments
     if attachments is not None:
-        attachment = attachments.get(_get_running_loop())  # type: ignore[arg-type]
-        if attachment is not None:
-            return attachment.lease.entry.session
+        loop = _get_running_loop()
+        if loop is None:
+            latest = container._asynctools_latest
+            if latest is not None and not latest.loop.is_closed():
+                return latest.lease.entry.session
+        else:
+            attachment = attachments.get(loop)
+            if attachment is not None:
+                return attachment.lease.entry.session
     return container._asynctools_borrowed
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -101,10 +102,17 @@ class IdleSessions(Generic[K, V]):
         return [value for value, _ in self._cache.drain()]
 
     def _schedule(self) -> None:
-        if self._timer is not None or not self._cache:
+        if self._timer is not None:
             return
-        self._timer_when = min(since for _, since in self._cache.values()) + self._ttl
-        self._timer = self._loop.call_at(self._timer_when, self._on_timer)
+        # One time for both steps: the cache hides values that expired by "now", so with a clock read
+        # twice a value could be hidden from min() without having been dropped by expire().
+        with self._cache.timer:
+            self._cache.expire()
+            oldest = min((since for _, since in self._cache.values()), default=None)
+        if oldest is not None:
+            self._timer_when = oldest + self._ttl
+            # In a context of its own: the caller's (and what its ContextVars hold) is not kept alive.
+            self._timer = self._loop.call_at(self._timer_when, self._on_timer, context=contextvars.Context())
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import traceback
 import warnings
 from collections.abc import Callable
@@ -20,6 +21,10 @@ from ._shutdown import ShutdownHook
 from ._stats import RegistryStats, SessionStats
 
 __all__ = ("LoopPool", "PoolOwner")
+
+# At shutdown, how long sessions still held wait for the tasks that may release them (generators
+# finalised together with the hook, tasks a loop shut down without cancelling them still runs).
+SHUTDOWN_GRACE = 10.0
 
 # More open sessions than this for one origin, differing in an option compared by identity, are churn.
 CHURN_LIMIT = 8
@@ -119,7 +124,7 @@ class LoopPool:
             entry.settling = True
             self._settling.append(entry)
             if self._settle_handle is None:
-                self._settle_handle = self.loop.call_soon(self._settle)
+                self._settle_handle = self.loop.call_soon(self._settle, context=contextvars.Context())
         return None
 
     def release_collected(self, entry: Entry, stack: traceback.StackSummary | None) -> None:
@@ -247,12 +252,13 @@ class LoopPool:
         # other generators with us. While some user still holds a session, let those finish first: their
         # finally: blocks may still need it. Then close everything, closes cancelled at exit included.
         self.shut_down = True
-        me = asyncio.current_task()
+        deadline = self.loop.time() + SHUTDOWN_GRACE
         while any(entry.users for entry in self._entries.values()):
-            others = [task for task in asyncio.all_tasks(self.loop) if task is not me and not task.done()]
-            if not others:
-                break
-            await asyncio.wait(others, return_when=asyncio.FIRST_COMPLETED)
+            others = _other_tasks(self.loop)
+            remaining = deadline - self.loop.time()
+            if not others or remaining <= 0:
+                break  # what is still held is held for good (a container never closed): close it
+            await asyncio.wait(others, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         await self.close()
 
     def abandon(self, keep: Callable[[object], None] = lambda _: None) -> None:
@@ -326,3 +332,14 @@ class LoopPool:
             acquired=self.acquired,
             sessions=sessions,
         )
+
+
+def _other_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[object]]:
+    """The tasks of *loop* still running, but for the current one and ``shutdown_asyncgens()`` itself,
+    which waits for the current one."""
+    me = asyncio.current_task(loop)
+    return [
+        task
+        for task in asyncio.all_tasks(loop)
+        if task is not me and getattr(task.get_coro(), "__name__", "") != "shutdown_asyncgens"
+    ]

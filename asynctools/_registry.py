@@ -154,16 +154,16 @@ class SessionRegistry:
         """Count one user less of *session*; if it was the last, keep it idle or close it.
 
         Waits for the session to close when it is closed (``idle_timeout=0``, or the loop shutting
-        down). A session acquired on another thread's loop may be released here: its loop does the
-        rest. Raises ``TypeError`` for something that is not a ``ClientSession`` and ``ValueError`` for
-        a session this registry did not hand out or one released more times than it was acquired
-        (also after ``close()`` or the loop's shutdown); nothing changes then.
+        down). Raises ``TypeError`` for something that is not a ``ClientSession`` and ``ValueError`` for
+        a session this registry did not hand out, one released more times than it was acquired (also
+        after ``close()`` or the loop's shutdown) or one whose loop is another, still running, loop;
+        nothing changes then.
         """
         if not isinstance(session, ClientSession):
             raise TypeError(f"release() takes a ClientSession from acquire(), not {session!r}")
         with self._lock:
             entry = self._ledger.get(session)
-            lease = entry.raw.pop() if entry is not None and entry.raw else None
+            lease = entry.raw[-1] if entry is not None and entry.raw else None
         if lease is None:
             if entry is None:
                 raise ValueError(
@@ -175,13 +175,19 @@ class SessionRegistry:
                 "call release() once for each acquire()"
             )
         loop = lease.entry.loop
-        if loop is asyncio.get_running_loop() or loop.is_closed():
-            await lease.release_and_wait()
-            return
-        try:  # its own loop, in another thread, counts it down and closes it if need be
-            loop.call_soon_threadsafe(lease.release)
-        except RuntimeError:  # that loop closed in between
-            lease.release()
+        if loop is not asyncio.get_running_loop() and not loop.is_closed():
+            raise ValueError(
+                f"{session!r} belongs to another event loop, which is still running; release it on the "
+                "loop that acquired it"
+            )
+        with self._lock:
+            if lease not in entry.raw:  # released meanwhile by a concurrent call
+                raise ValueError(
+                    f"{session!r} was released more times than it was acquired; "
+                    "call release() once for each acquire()"
+                )
+            entry.raw.remove(lease)
+        await lease.release_and_wait()
 
     def session(self, url: Any = None, **session_kwargs: Any) -> SessionLease:
         """Return an async context manager that acquires on entry and releases on exit.

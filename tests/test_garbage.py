@@ -116,7 +116,9 @@ async def test_a_dropped_acquisition_is_released_when_collected_without_a_warnin
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
-@pytest.mark.parametrize("drop", list(DROPS))
+# An unattached response whose body has arrived whole gave its connection, and so its session, back
+# before the caller even saw it: dropping it leaks nothing, so there is nothing to warn about.
+@pytest.mark.parametrize("drop", [name for name in DROPS if name != "unattached helper's response"])
 async def test_in_debug_mode_a_dropped_acquisition_warns_naming_where_it_was_made(
     drop, upstream, make_registry
 ):
