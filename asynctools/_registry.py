@@ -163,30 +163,24 @@ class SessionRegistry:
             raise TypeError(f"release() takes a ClientSession from acquire(), not {session!r}")
         with self._lock:
             entry = self._ledger.get(session)
-            lease = entry.raw[-1] if entry is not None and entry.raw else None
-        if lease is None:
-            if entry is None:
-                raise ValueError(
-                    f"{session!r} was not handed out by this registry; "
-                    "release only sessions that this registry's acquire() returned"
-                )
+        if entry is None:
             raise ValueError(
-                f"{session!r} was released more times than it was acquired; "
-                "call release() once for each acquire()"
+                f"{session!r} was not handed out by this registry; "
+                "release only sessions that this registry's acquire() returned"
             )
-        loop = lease.entry.loop
+        loop = entry.loop
         if loop is not asyncio.get_running_loop() and not loop.is_closed():
             raise ValueError(
                 f"{session!r} belongs to another event loop, which is still running; release it on the "
                 "loop that acquired it"
             )
         with self._lock:
-            if lease not in entry.raw:  # released meanwhile by a concurrent call
-                raise ValueError(
-                    f"{session!r} was released more times than it was acquired; "
-                    "call release() once for each acquire()"
-                )
-            entry.raw.remove(lease)
+            lease = entry.raw.pop() if entry.raw else None
+        if lease is None:
+            raise ValueError(
+                f"{session!r} was released more times than it was acquired; "
+                "call release() once for each acquire()"
+            )
         await lease.release_and_wait()
 
     def session(self, url: Any = None, **session_kwargs: Any) -> SessionLease:
