@@ -1,0 +1,474 @@
+"""Per-origin request metrics, fed by aiohttp's own client tracing (``aiohttp.TraceConfig``).
+
+One ``TraceConfig`` (``metrics_trace_config``) serves every session; for each request it asks a
+``lookup`` for the ``SiteMetrics`` of the request's origin once, keeps it in the per-request context
+object aiohttp hands to every signal, and counts into it. Reading (``SiteMetrics.snapshot()``) walks
+fixed-size counters and never touches the request path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final, Protocol
+
+from aiohttp import (
+    ClientResponseError,
+    ClientSession,
+    TraceConfig,
+    TraceConnectionCreateEndParams,
+    TraceConnectionQueuedEndParams,
+    TraceConnectionQueuedStartParams,
+    TraceConnectionReuseconnParams,
+    TraceDnsCacheHitParams,
+    TraceDnsResolveHostEndParams,
+    TraceRequestEndParams,
+    TraceRequestExceptionParams,
+    TraceRequestRedirectParams,
+    TraceRequestStartParams,
+)
+from yarl import URL
+
+from ._keys import Origin
+
+__all__ = (
+    "LATENCY_BOUNDS",
+    "MetricsObserver",
+    "SiteMetrics",
+    "SiteMetricsBook",
+    "SiteMetricsSnapshot",
+    "metrics_trace_config",
+)
+
+# perf_counter: monotonic and the finest clock; bound once, as the callbacks run on every request.
+_now: Final = time.perf_counter
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+# The latency histogram: 4 buckets per doubling (each ~19% wide) from 50 µs to ~1,100 s, then one
+# overflow bucket. Constant memory whatever the traffic, and a quantile is known to within one bucket.
+_MIN_LATENCY: Final = 50e-6
+_STEPS_PER_DOUBLING: Final = 4
+_BUCKETS: Final = 98
+_LOG2_MIN: Final = math.log2(_MIN_LATENCY)
+#: Upper bound (seconds, inclusive) of each latency bucket; a last, overflow bucket holds what is longer.
+LATENCY_BOUNDS: Final[tuple[float, ...]] = tuple(
+    _MIN_LATENCY * 2.0 ** (i / _STEPS_PER_DOUBLING) for i in range(_BUCKETS)
+)
+
+_STATUS_CLASSES: Final = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+def _bucket(seconds: float) -> int:
+    """The index of the latency bucket *seconds* falls in (``_BUCKETS`` for the overflow bucket)."""
+    if seconds <= _MIN_LATENCY:
+        return 0
+    index = math.ceil((math.log2(seconds) - _LOG2_MIN) * _STEPS_PER_DOUBLING)
+    # Rounding in log2 may land a value sitting exactly on a bound one bucket off: settle it on the bounds.
+    if index < _BUCKETS and seconds > LATENCY_BOUNDS[index]:
+        index += 1
+    elif 0 < index <= _BUCKETS and seconds <= LATENCY_BOUNDS[index - 1]:
+        index -= 1
+    return min(index, _BUCKETS)
+
+
+class MetricsObserver(Protocol):
+    """What ``SiteMetricsBook.add_observer`` takes: told of each finished request (to feed OpenTelemetry).
+
+    Called on the request path, only while registered: keep it short, and never raise.
+    """
+
+    def request_done(
+        self, site: SiteMetrics, method: str, status: int | None, error: str | None, seconds: float
+    ) -> None:
+        """A request on *site* ended with a response (*status*) or an exception (*error*, its type name)."""
+
+
+@dataclass(frozen=True)
+class SiteMetricsSnapshot:
+    """The counters of one origin at one moment, as ``SiteMetrics.snapshot()`` returns them.
+
+    ``origin``: ``scheme://host:port``. ``requests``: requests started; ``in_flight``: started and not yet
+    ended (an end is the response headers or an exception). ``responses``: responses by status class
+    (``"1xx"`` .. ``"5xx"``, ``"other"``), redirect hops included. ``errors``: requests ended by an exception,
+    by the exception's type name (cancellations apart, in ``cancelled``). ``connections_opened`` /
+    ``connections_reused``: connections the requests got new / from the keep-alive pool. ``queued`` and
+    ``queue_wait``: times a request waited for a free connection (connector limits) and the seconds spent
+    waiting. ``dns_resolutions`` / ``dns_cache_hits``: host names resolved / found in the connector's DNS
+    cache. ``latency_count``, ``latency_sum``: requests timed (start to response headers, redirects
+    included) and their total seconds; ``latency_p50`` / ``latency_p99``: the upper bound, in seconds, of
+    the histogram bucket holding that quantile (the true value lies within ~19% below it), ``None`` before
+    any. ``sessions_open``, ``sessions_idle``, ``acquisitions``: what the registry reported for this origin.
+    """
+
+    origin: str
+    requests: int
+    in_flight: int
+    responses: Mapping[str, int]
+    errors: Mapping[str, int]
+    cancelled: int
+    connections_opened: int
+    connections_reused: int
+    queued: int
+    queue_wait: float
+    dns_resolutions: int
+    dns_cache_hits: int
+    latency_count: int
+    latency_sum: float
+    latency_p50: float | None
+    latency_p99: float | None
+    sessions_open: int
+    sessions_idle: int
+    acquisitions: int
+
+
+class SiteMetrics:
+    """The live counters of one origin (scheme, host, port), written by ``metrics_trace_config``'s callbacks.
+
+    Plain attributes, read at any time from any thread (each read is whole, a set of reads is not atomic).
+    Written by the event loop that runs the requests: counts stay exact as long as one loop writes at a time.
+    The registry reports its own state here with ``count_acquisition()`` and ``set_sessions()``.
+    """
+
+    __slots__ = (
+        "_latency",
+        "_observers",
+        "acquisitions",
+        "cancelled",
+        "connections_opened",
+        "connections_reused",
+        "dns_cache_hits",
+        "dns_resolutions",
+        "errors",
+        "host",
+        "in_flight",
+        "latency_sum",
+        "origin",
+        "port",
+        "queue_wait",
+        "queued",
+        "requests",
+        "responses",
+        "scheme",
+        "sessions_idle",
+        "sessions_open",
+    )
+
+    def __init__(self, origin: Origin, observers: list[MetricsObserver] | None = None) -> None:
+        self.origin = origin
+        self.scheme, self.host, self.port = origin
+        self.requests = 0
+        self.in_flight = 0
+        self.responses = [0] * len(_STATUS_CLASSES)  # indexed by status // 100, 0 for anything else
+        self.errors: dict[str, int] = {}
+        self.cancelled = 0
+        self.connections_opened = 0
+        self.connections_reused = 0
+        self.queued = 0
+        self.queue_wait = 0.0
+        self.dns_resolutions = 0
+        self.dns_cache_hits = 0
+        self._latency = [0] * (_BUCKETS + 1)
+        self.latency_sum = 0.0
+        self.sessions_open = 0
+        self.sessions_idle = 0
+        self.acquisitions = 0
+        # Shared with the book, so an observer added later reaches every site; empty costs one truth test.
+        self._observers: list[MetricsObserver] = [] if observers is None else observers
+
+    def __repr__(self) -> str:
+        return f"<SiteMetrics {self.origin_text()} requests={self.requests} in_flight={self.in_flight}>"
+
+    def origin_text(self) -> str:
+        """The origin as ``scheme://host:port``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    def count_acquisition(self) -> None:
+        """Count one session handed out by the registry for this origin."""
+        self.acquisitions += 1
+
+    def set_sessions(self, *, open: int, idle: int) -> None:
+        """Record how many sessions the registry holds open for this origin, and how many of those are idle.
+
+        Raises ``ValueError`` for a negative count or more idle sessions than open ones.
+        """
+        if not 0 <= idle <= open:
+            raise ValueError(f"set_sessions() needs 0 <= idle <= open, got open={open!r}, idle={idle!r}")
+        self.sessions_open = open
+        self.sessions_idle = idle
+
+    def record_latency(self, seconds: float) -> None:
+        """Add one request duration (seconds) to the histogram."""
+        self._latency[_bucket(seconds)] += 1
+        self.latency_sum += seconds
+
+    def latency_quantile(self, q: float) -> float | None:
+        """The upper bound (seconds) of the bucket holding quantile *q* of the durations, ``None`` if none.
+
+        ``math.inf`` when it lies in the overflow bucket. Raises ``ValueError`` unless ``0 <= q <= 1``.
+        """
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile must be between 0 and 1, got {q!r}")
+        counts = list(self._latency)  # one copy, so that a concurrent write cannot skew the walk
+        total = sum(counts)
+        if total == 0:
+            return None
+        rank = max(1, math.ceil(q * total))  # the rank-th smallest duration, 1-based
+        seen = 0
+        for index, count in enumerate(counts):
+            seen += count
+            if seen >= rank:
+                return LATENCY_BOUNDS[index] if index < _BUCKETS else math.inf
+        return math.inf  # unreachable: seen ends at total >= rank
+
+    def snapshot(self) -> SiteMetricsSnapshot:
+        """A frozen copy of the counters (see ``SiteMetricsSnapshot``)."""
+        responses = list(self.responses)
+        return SiteMetricsSnapshot(
+            origin=self.origin_text(),
+            requests=self.requests,
+            in_flight=self.in_flight,
+            responses=MappingProxyType(dict(zip(_STATUS_CLASSES, responses, strict=True))),
+            errors=MappingProxyType(dict(self.errors)),
+            cancelled=self.cancelled,
+            connections_opened=self.connections_opened,
+            connections_reused=self.connections_reused,
+            queued=self.queued,
+            queue_wait=self.queue_wait,
+            dns_resolutions=self.dns_resolutions,
+            dns_cache_hits=self.dns_cache_hits,
+            latency_count=sum(self._latency),
+            latency_sum=self.latency_sum,
+            latency_p50=self.latency_quantile(0.5),
+            latency_p99=self.latency_quantile(0.99),
+            sessions_open=self.sessions_open,
+            sessions_idle=self.sessions_idle,
+            acquisitions=self.acquisitions,
+        )
+
+
+class SiteMetricsBook:
+    """The ``SiteMetrics`` of every origin one owner (a registry) has seen, made on first use.
+
+    ``lookup`` is what ``metrics_trace_config`` takes. Requests to new origins beyond *max_sites* are not
+    counted (a session built without a URL may be sent anywhere, and memory must stay bounded); they
+    are counted in ``untracked`` instead.
+
+    Raises ``ValueError`` for *max_sites* below 1.
+    """
+
+    def __init__(self, *, max_sites: int = 1024) -> None:
+        if max_sites < 1:
+            raise ValueError(f"max_sites must be at least 1, got {max_sites!r}")
+        self.max_sites = max_sites
+        self.untracked = 0
+        self._sites: dict[Origin, SiteMetrics] = {}
+        # The request path asks by the URL's own (scheme, raw host, port): no normalising on a hit.
+        self._by_url: dict[tuple[str, str | None, int | None], SiteMetrics] = {}
+        self._observers: list[MetricsObserver] = []
+
+    def __repr__(self) -> str:
+        return f"<SiteMetricsBook sites={len(self._sites)} untracked={self.untracked}>"
+
+    def site(self, origin: Origin) -> SiteMetrics:
+        """The ``SiteMetrics`` of *origin* (a ``parse_origin`` tuple), made if new, even past *max_sites*."""
+        found = self._sites.get(origin)
+        if found is None:
+            # setdefault: two threads making the same site at once end up sharing one.
+            found = self._sites.setdefault(origin, SiteMetrics(origin, self._observers))
+        return found
+
+    def lookup(self, url: URL) -> SiteMetrics | None:
+        """The ``SiteMetrics`` for a request to *url*, or ``None`` for a URL not counted. Never raises."""
+        found = self._by_url.get((url.scheme, url.raw_host, url.port))
+        if found is not None:
+            return found
+        scheme, host, port = url.scheme.lower(), url.raw_host, url.port
+        if host is None or port is None or scheme not in _DEFAULT_PORTS:
+            return None
+        origin = (scheme, host.lower(), port)
+        found = self._sites.get(origin)
+        if found is None:
+            if len(self._sites) >= self.max_sites:
+                self.untracked += 1
+                return None
+            found = self.site(origin)
+        if len(self._by_url) < 4 * self.max_sites:  # spellings of a host (case) are bounded too
+            self._by_url[(url.scheme, url.raw_host, url.port)] = found
+        return found
+
+    def sites(self) -> tuple[SiteMetrics, ...]:
+        """Every ``SiteMetrics`` made so far."""
+        return tuple(self._sites.values())
+
+    def snapshot(self) -> tuple[SiteMetricsSnapshot, ...]:
+        """A ``SiteMetricsSnapshot`` of every site, in the order they were first seen."""
+        return tuple(site.snapshot() for site in self.sites())
+
+    def add_observer(self, observer: MetricsObserver) -> None:
+        """Tell *observer* of every request that ends from now on, on every site, current or future."""
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: MetricsObserver) -> None:
+        """Stop telling *observer*. Raises ``ValueError`` if it was not added."""
+        try:
+            self._observers.remove(observer)
+        except ValueError:
+            raise ValueError(
+                f"{observer!r} is not an observer of this book; add_observer() it first"
+            ) from None
+
+
+class _RequestContext:
+    """The per-request object aiohttp passes to every signal of our ``TraceConfig`` (its trace_config_ctx).
+
+    Slots instead of aiohttp's default ``SimpleNamespace``: cheaper to make, and each signal reads the
+    site found at the start instead of looking it up again (connection and DNS signals carry no URL).
+    """
+
+    __slots__ = ("queued_at", "site", "start", "trace_request_ctx")
+
+    def __init__(self, trace_request_ctx: Any = None) -> None:
+        self.trace_request_ctx = trace_request_ctx
+        self.site: SiteMetrics | None = None
+        self.start = 0.0
+        self.queued_at = 0.0
+
+
+def _finish(
+    ctx: _RequestContext, site: SiteMetrics, method: str, status: int | None, error: str | None
+) -> None:
+    elapsed = _now() - ctx.start
+    ctx.site = None  # a later exception signal for this request (another TraceConfig failed) is ignored
+    site.in_flight -= 1
+    if status is not None:
+        site.responses[status // 100 if 100 <= status <= 599 else 0] += 1
+        site._latency[_bucket(elapsed)] += 1
+        site.latency_sum += elapsed
+    if site._observers:
+        for observer in site._observers:
+            observer.request_done(site, method, status, error, elapsed)
+
+
+def metrics_trace_config(lookup: Callable[[URL], SiteMetrics | None]) -> TraceConfig:
+    """Return a ``TraceConfig`` that counts each request into the ``SiteMetrics`` *lookup* gives for its URL.
+
+    *lookup* is called once per request, with the URL the request starts at; ``None`` leaves the request
+    uncounted. A request is counted under its starting origin, redirects included. *lookup* must not
+    raise: what it raises fails the request. One config may serve any number of sessions and loops.
+    Raises ``TypeError`` if *lookup* is not callable.
+
+    ``SiteMetricsBook.lookup`` is the usual *lookup*::
+
+        book = SiteMetricsBook()
+        async with aiohttp.ClientSession(trace_configs=[metrics_trace_config(book.lookup)]) as session:
+            ...
+    """
+    if not callable(lookup):
+        raise TypeError(
+            f"lookup must be a callable taking a yarl.URL, not {type(lookup).__name__}: {lookup!r}"
+        )
+
+    async def on_request_start(
+        _: ClientSession, ctx: _RequestContext, params: TraceRequestStartParams
+    ) -> None:
+        site = lookup(params.url)
+        if site is not None:
+            ctx.start = _now()
+            ctx.site = site
+            site.requests += 1
+            site.in_flight += 1
+
+    async def on_request_end(_: ClientSession, ctx: _RequestContext, params: TraceRequestEndParams) -> None:
+        site = ctx.site
+        if site is not None:
+            _finish(ctx, site, params.method, params.response.status, None)
+
+    async def on_request_exception(
+        _: ClientSession, ctx: _RequestContext, params: TraceRequestExceptionParams
+    ) -> None:
+        site = ctx.site
+        if site is None:
+            return
+        exc = params.exception
+        name = type(exc).__name__
+        # A raise_for_status error still came with a response: it counts in its status class and latency.
+        status = exc.status if isinstance(exc, ClientResponseError) and exc.status >= 100 else None
+        if isinstance(exc, Exception):
+            site.errors[name] = site.errors.get(name, 0) + 1
+        else:  # CancelledError (the caller gave up), KeyboardInterrupt: not the site's failure
+            site.cancelled += 1
+        _finish(ctx, site, params.method, status, name)
+
+    async def on_request_redirect(
+        _: ClientSession, ctx: _RequestContext, params: TraceRequestRedirectParams
+    ) -> None:
+        site = ctx.site
+        if site is not None:
+            status = params.response.status
+            site.responses[status // 100 if 100 <= status <= 599 else 0] += 1
+
+    async def on_queued_start(
+        _: ClientSession, ctx: _RequestContext, __: TraceConnectionQueuedStartParams
+    ) -> None:
+        if ctx.site is not None:
+            ctx.queued_at = _now()
+
+    async def on_queued_end(
+        _: ClientSession, ctx: _RequestContext, __: TraceConnectionQueuedEndParams
+    ) -> None:
+        site = ctx.site
+        if site is not None:
+            site.queued += 1
+            site.queue_wait += _now() - ctx.queued_at
+
+    async def on_create_end(
+        _: ClientSession, ctx: _RequestContext, __: TraceConnectionCreateEndParams
+    ) -> None:
+        site = ctx.site
+        if site is not None:
+            site.connections_opened += 1
+
+    async def on_reuseconn(
+        _: ClientSession, ctx: _RequestContext, __: TraceConnectionReuseconnParams
+    ) -> None:
+        site = ctx.site
+        if site is not None:
+            site.connections_reused += 1
+
+    async def on_resolvehost_end(
+        _: ClientSession, ctx: _RequestContext, __: TraceDnsResolveHostEndParams
+    ) -> None:
+        site = ctx.site
+        if site is not None:
+            site.dns_resolutions += 1
+
+    async def on_dns_cache_hit(_: ClientSession, ctx: _RequestContext, __: TraceDnsCacheHitParams) -> None:
+        site = ctx.site
+        if site is not None:
+            site.dns_cache_hits += 1
+
+    # aiohttp types the context as SimpleNamespace; ours is a slotted class made by the factory below.
+    config = TraceConfig(trace_config_ctx_factory=_context_factory())
+    for signal, callback in (
+        (config.on_request_start, on_request_start),
+        (config.on_request_end, on_request_end),
+        (config.on_request_exception, on_request_exception),
+        (config.on_request_redirect, on_request_redirect),
+        (config.on_connection_queued_start, on_queued_start),
+        (config.on_connection_queued_end, on_queued_end),
+        (config.on_connection_create_end, on_create_end),
+        (config.on_connection_reuseconn, on_reuseconn),
+        (config.on_dns_resolvehost_end, on_resolvehost_end),
+        (config.on_dns_cache_hit, on_dns_cache_hit),
+    ):
+        signal.append(callback)  # type: ignore[arg-type]
+    return config
+
+
+def _context_factory() -> Any:
+    return _RequestContext
