@@ -144,7 +144,9 @@ class SessionRegistry:
         ``ValueError`` for a URL with no host, a host with characters no host name may contain, or a
         scheme other than http, https, ws, wss; nothing is created or counted then.
         """
-        lease = self._lease(make_key(url, session_kwargs))
+        # Held: once the registry has closed the session, a user dropping it without release() drops
+        # these leases too, which then say so in debug mode.
+        lease = self._lease(make_key(url, session_kwargs), True)
         lease.entry.raw.append(lease)
         session = lease.session
         assert session is not None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import re
 import runpy
 import subprocess
@@ -213,6 +214,8 @@ def test_snippets_type_check(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(cache), *map(str, files)],
         cwd=tmp_path,
+        # An editable install is an import hook mypy cannot follow: point it at the checkout.
+        env={**os.environ, "MYPYPATH": str(ROOT)},
         capture_output=True,
         text=True,
         check=False,
