@@ -7,7 +7,7 @@ import contextlib
 import functools
 import inspect
 import sys
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from aiohttp import ClientSession
@@ -35,6 +35,9 @@ class SessionDecorator(Protocol):
     @overload
     def __call__(self, func: Callable[P, AsyncGenerator[Y, S]]) -> Callable[P, AsyncGenerator[Y, S]]: ...
 
+    @overload
+    def __call__(self, func: Callable[P, AsyncIterator[Y]]) -> Callable[P, AsyncIterator[Y]]: ...
+
 
 def attach_named_session(name: str) -> SessionDecorator:
     """Like ``attach_session``, but pass the session as the keyword argument *name*.
@@ -57,6 +60,11 @@ def attach_session(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Cor
 
 @overload
 def attach_session(func: Callable[P, AsyncGenerator[Y, S]]) -> Callable[P, AsyncGenerator[Y, S]]: ...
+
+
+# An async generator method is often annotated ``-> AsyncIterator[T]``: it keeps that annotation.
+@overload
+def attach_session(func: Callable[P, AsyncIterator[Y]]) -> Callable[P, AsyncIterator[Y]]: ...
 
 
 def attach_session(func: Callable[..., Any]) -> Callable[..., Any]:

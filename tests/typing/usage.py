@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from aiohttp import ClientResponse, ClientSession
 from typing_extensions import assert_type
@@ -30,12 +30,26 @@ class Api(AbstractSessionContainer):
             async for line in resp.content:
                 yield line
 
+    @attach_session
+    async def names(self, count: int, session: ClientSession | None = None) -> AsyncIterator[str]:
+        assert session is not None
+        for number in range(count):
+            yield str(number)
+
+    @attach_named_session("http")
+    async def pages(self, http: ClientSession | None = None) -> AsyncIterator[int]:
+        assert http is not None
+        yield 1
+
 
 async def use(registry: SessionRegistry) -> None:
     api = Api("https://api.example.com", registry=registry)
     assert_type(await api.text("/a"), str)
     assert_type(await api.status("/a"), int)
     assert_type(api.lines(), AsyncGenerator[bytes, None])
+    assert_type(api.names(3), AsyncIterator[str])
+    assert_type(api.pages(), AsyncIterator[int])
+    api.names("3")  # type: ignore[arg-type]
     await api.text(1)  # type: ignore[arg-type]
     await api.status("/a", bogus=1)  # type: ignore[call-arg]
     async with Api() as entered:
