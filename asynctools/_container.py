@@ -162,15 +162,15 @@ class AbstractSessionContainer:
             raise _removed_hook("session_hook")
 
     def set_session_hook(self, hook: object) -> None:
-        """Removed in 1.0 (see the README's migration section); raises ``TypeError`` saying why."""
+        """Removed in 1.0 (see the docs' migration page); raises ``TypeError`` saying why."""
         raise _removed_hook("set_session_hook")
 
     def on_start(self, hook: object) -> None:
-        """Removed in 1.0 (see the README's migration section); raises ``TypeError`` saying why."""
+        """Removed in 1.0 (see the docs' migration page); raises ``TypeError`` saying why."""
         raise _removed_hook("on_start")
 
     def on_close(self, hook: object) -> None:
-        """Removed in 1.0 (see the README's migration section); raises ``TypeError`` saying why."""
+        """Removed in 1.0 (see the docs' migration page); raises ``TypeError`` saying why."""
         raise _removed_hook("on_close")
 
     # Class-level defaults keep the hot path to plain attribute reads.
