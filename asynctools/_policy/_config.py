@@ -1,0 +1,204 @@
+"""What a user states about a site: ``SitePolicy``, ``Retry``, ``RateLimit`` and ``RedisLimit``.
+
+All four are frozen dataclasses, compared and hashed by value: two equal policies for one origin are one
+policy, which is how the registry tells a repeated statement from a conflicting one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ("RateLimit", "RedisLimit", "Retry", "SitePolicy")
+
+DEFAULT_STATUSES = frozenset({429, 502, 503, 504})
+# RFC 9110 9.2.2: methods whose repetition has the effect of one request (TRACE left out: nobody wants it).
+DEFAULT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def _number(owner: str, name: str, value: object, *, positive: bool = False, none: bool = False) -> None:
+    """Raise unless *value* is a finite real number >= 0 (> 0 with *positive*), or ``None`` with *none*."""
+    if value is None and none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        also = " or None" if none else ""
+        raise TypeError(f"{owner}({name}=...) must be a number of seconds{also}, not {value!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{owner}({name}=...) must be a finite number of seconds {bound}, not {value!r}")
+
+
+def _count(owner: str, name: str, value: object, *, minimum: int, none: bool = False) -> None:
+    """Raise unless *value* is an int >= *minimum* (or ``None`` with *none*)."""
+    if value is None and none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        also = " or None" if none else ""
+        raise TypeError(f"{owner}({name}=...) must be an int{also}, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}({name}=...) must be >= {minimum}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """When and how to send a request again.
+
+    *attempts* counts every try, the first included (``attempts=1`` never retries). A request is retried
+    after an ``aiohttp.ClientConnectionError`` other than a timeout or a TLS error, or a response whose
+    status is in *statuses*, if its method is in *methods* (a connection that could not be opened at all
+    is retried whatever the method: nothing was sent) and its body can be sent again (bytes, str, JSON,
+    URL-encoded forms; never a file, stream, async generator or multipart body). The wait before retry
+    *n* (from 1) is random between 0 and ``min(max_backoff, backoff * 2 ** (n - 1))`` ("full jitter"),
+    or what the response's ``retry-after-ms`` or ``Retry-After`` header asks for; a server asking for
+    more than *max_wait* seconds is not retried. No retry starts that would end more than *total*
+    seconds after the first attempt began (``None``: no such bound).
+
+    *statuses* and *methods* may be any iterable (kept as frozensets; methods upper-cased).
+    Raises ``TypeError`` or ``ValueError`` naming the argument that is not of the right kind.
+    """
+
+    attempts: int = 3
+    statuses: frozenset[int] = DEFAULT_STATUSES
+    methods: frozenset[str] = DEFAULT_METHODS
+    backoff: float = 0.5
+    max_backoff: float = 10.0
+    max_wait: float = 30.0
+    total: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        _count("Retry", "attempts", self.attempts, minimum=1)
+        statuses = _frozen("statuses", self.statuses)
+        for status in statuses:
+            if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+                raise ValueError(f"Retry(statuses=...) must hold HTTP status codes (100-599), not {status!r}")
+        methods = _frozen("methods", self.methods)
+        for method in methods:
+            if not isinstance(method, str) or not method.isalpha():
+                raise ValueError(
+                    f"Retry(methods=...) must hold HTTP method names such as 'GET', not {method!r}"
+                )
+        object.__setattr__(self, "statuses", statuses)
+        object.__setattr__(self, "methods", frozenset(str(m).upper() for m in methods))
+        _number("Retry", "backoff", self.backoff)
+        _number("Retry", "max_backoff", self.max_backoff)
+        _number("Retry", "max_wait", self.max_wait)
+        _number("Retry", "total", self.total, none=True)
+
+
+def _frozen(name: str, value: object) -> frozenset[object]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"Retry({name}=...) must be a set or other iterable of values, not {value!r}")
+    return frozenset(value)
+
+
+@dataclass(frozen=True)
+class RedisLimit:
+    """Share a ``RateLimit`` through Redis: every process using the same *url* and limit counts together.
+
+    *url*: ``redis://``, ``rediss://`` or ``unix://``, as redis-py reads it. Needs the ``redis`` extra
+    (``pip install aiohttp-asynctools[redis]``). *timeout*: seconds to connect to and to hear from
+    Redis before it counts as unreachable. *on_error*: what a request does when Redis cannot be
+    reached: ``"fail"`` raises ``RedisLimitError`` (fails closed: nothing is sent unaccounted), ``"local"``
+    counts in this process alone (the limit then holds per process) and asks Redis again after *recheck*
+    seconds. *prefix* starts every key this library writes.
+
+    Clocks: the shared window is kept in the clients' wall-clock time, so machines sharing a limit need
+    synchronised clocks (NTP). Raises ``TypeError`` or ``ValueError`` for a bad argument.
+    """
+
+    url: str
+    on_error: Literal["fail", "local"] = "fail"
+    timeout: float = 1.0
+    recheck: float = 5.0
+    prefix: str = "asynctools"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str):
+            raise TypeError(
+                f"RedisLimit(url=...) must be a str such as 'redis://localhost:6379/0', not {self.url!r}"
+            )
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"RedisLimit(url=...) must start with redis://, rediss:// or unix://, not {self.url!r}"
+            )
+        if self.on_error not in ("fail", "local"):
+            raise ValueError(
+                f"RedisLimit(on_error=...) must be 'fail' (raise when Redis is unreachable) or 'local' "
+                f"(count in this process meanwhile), not {self.on_error!r}"
+            )
+        _number("RedisLimit", "timeout", self.timeout, positive=True)
+        _number("RedisLimit", "recheck", self.recheck)
+        if not isinstance(self.prefix, str) or not self.prefix:
+            raise ValueError(f"RedisLimit(prefix=...) must be a non-empty str, not {self.prefix!r}")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most *requests* requests begin in any window of *per* seconds.
+
+    The window slides (it is not reset on the hour): whenever a request begins, fewer than *requests*
+    began in the *per* seconds before it. A request over the limit waits (it does not fail) until it
+    may go, in the order requests arrived; a waiter that is cancelled takes no place. *burst* (1 to
+    *requests*) spreads requests out: at most *burst* back to back, then one every
+    ``per / requests`` seconds; ``None`` lets all *requests* go at once. In-process, the limiter keeps
+    one timestamp per request in the window. With *redis*, processes and machines share the window
+    (*per* must then be a whole number of seconds, and *burst* is not available).
+
+    Raises ``TypeError`` or ``ValueError`` naming the argument that is not of the right kind.
+    """
+
+    requests: int
+    per: float
+    burst: int | None = None
+    redis: RedisLimit | None = None
+
+    def __post_init__(self) -> None:
+        _count("RateLimit", "requests", self.requests, minimum=1)
+        _number("RateLimit", "per", self.per, positive=True)
+        _count("RateLimit", "burst", self.burst, minimum=1, none=True)
+        if self.burst is not None and self.burst > self.requests:
+            raise ValueError(
+                f"RateLimit(burst={self.burst!r}) cannot exceed requests={self.requests!r}; "
+                "use burst=None to let every request of a window go at once"
+            )
+        if self.redis is not None:
+            if not isinstance(self.redis, RedisLimit):
+                raise TypeError(f"RateLimit(redis=...) must be a RedisLimit or None, not {self.redis!r}")
+            if self.per != int(self.per) or self.per < 1:
+                raise ValueError(
+                    f"RateLimit(per={self.per!r}) must be a whole number of seconds with redis= "
+                    "(the shared window counts in seconds); e.g. per=1 or per=3600"
+                )
+            if self.burst is not None:
+                raise ValueError(
+                    f"RateLimit(burst={self.burst!r}) is not available with redis= (the shared limit is a "
+                    "sliding window of requests per per seconds); drop burst or redis"
+                )
+
+
+@dataclass(frozen=True)
+class SitePolicy:
+    """What every request to one site obeys: *retry*, *rate* and *concurrency* (requests in flight).
+
+    ``None`` turns a part off; the default retries (``Retry()``) with no rate or concurrency limit.
+    Compared by value: equal policies for one origin are one policy.
+    Raises ``TypeError`` or ``ValueError`` for an argument of the wrong kind.
+
+        policy = SitePolicy(rate=RateLimit(5000, per=3600), concurrency=20)
+    """
+
+    retry: Retry | None = field(default_factory=Retry)
+    rate: RateLimit | None = None
+    concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.retry is not None and not isinstance(self.retry, Retry):
+            raise TypeError(f"SitePolicy(retry=...) must be a Retry or None, not {self.retry!r}")
+        if self.rate is not None and not isinstance(self.rate, RateLimit):
+            raise TypeError(
+                "SitePolicy(rate=...) must be a RateLimit such as RateLimit(5000, per=3600), "
+                f"not {self.rate!r}"
+            )
+        _count("SitePolicy", "concurrency", self.concurrency, minimum=1, none=True)

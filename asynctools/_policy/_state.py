@@ -1,0 +1,213 @@
+"""One site's live state under its policy, and the client middleware that applies it to each request."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import ClientConnectionError, ClientRequest, ClientResponse
+from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
+from yarl import URL
+
+from ._config import Retry, SitePolicy
+from ._rate import LocalLimiter, RedisLimiter, make_limiter
+from ._retry import RetryError, backoff, body_replayable, retry_after, retryable_error
+
+__all__ = ("SiteState", "SiteStats", "site_middleware")
+
+
+@dataclass(frozen=True)
+class SiteStats:
+    """What one site's policy has done since its ``SiteState`` was made, as ``registry.stats()`` shows it.
+
+    ``requests``: requests that went through the policy; ``attempts``: times one was sent (retries
+    included); ``in_flight``: sent and not yet released (response body unread); ``retries``: retries by
+    cause (the status code as a string, or the exception's class name); ``gave_up``: requests that ran
+    out of attempts or time; ``rate_waits`` / ``rate_wait_seconds``: requests that waited for the rate
+    limit and how long in all; ``rate_waiting``: waiting now; ``redis_errors``: times Redis could not be
+    reached.
+    """
+
+    origin: str
+    requests: int
+    attempts: int
+    in_flight: int
+    retries: Mapping[str, int]
+    gave_up: int
+    rate_waits: int
+    rate_wait_seconds: float
+    rate_waiting: int
+    redis_errors: int
+
+
+class SiteState:
+    """The limiter, the concurrency semaphore and the figures of one origin under *policy*.
+
+    Made once per (registry, loop, origin) and shared by every session to that origin on that loop, so
+    limits hold across all of them. *origin* names the site in stats, logs and the Redis key (use one
+    spelling per origin, e.g. ``"https://api.github.com"``). Call ``aclose()`` when done (it closes the
+    Redis connections of a shared rate limit).
+
+    Raises ``TypeError`` for a *policy* that is not a ``SitePolicy``, and ``ImportError`` for a Redis
+    rate limit without the ``redis`` extra installed.
+    """
+
+    def __init__(self, policy: SitePolicy, origin: str) -> None:
+        if not isinstance(policy, SitePolicy):
+            raise TypeError(f"SiteState needs a SitePolicy, not {policy!r}")
+        self.policy = policy
+        self.origin = origin
+        self._retry = policy.retry
+        self._limiter: LocalLimiter | RedisLimiter | None = (
+            None if policy.rate is None else make_limiter(policy.rate, origin)
+        )
+        self._semaphore = None if policy.concurrency is None else asyncio.Semaphore(policy.concurrency)
+        self._requests = 0
+        self._attempts = 0
+        self._in_flight = 0
+        self._retries: collections.Counter[str] = collections.Counter()
+        self._gave_up = 0
+
+    def __repr__(self) -> str:
+        return f"<SiteState {self.origin} {self.policy!r}>"
+
+    def stats(self) -> SiteStats:
+        """A snapshot of this site's figures."""
+        figures = self._limiter.figures if self._limiter is not None else None
+        return SiteStats(
+            origin=self.origin,
+            requests=self._requests,
+            attempts=self._attempts,
+            in_flight=self._in_flight,
+            retries=types.MappingProxyType(dict(self._retries)),
+            gave_up=self._gave_up,
+            rate_waits=figures.waits if figures else 0,
+            rate_wait_seconds=figures.wait_seconds if figures else 0.0,
+            rate_waiting=figures.waiting if figures else 0,
+            redis_errors=figures.redis_errors if figures else 0,
+        )
+
+    async def aclose(self) -> None:
+        """Close what the state holds outside the process (the Redis connections of a shared limit)."""
+        if isinstance(self._limiter, RedisLimiter):
+            await self._limiter.aclose()
+
+    async def _send(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        """One attempt: a concurrency place, then a rate-limit start, then the request.
+
+        The place is taken first so that the start is counted just before the request leaves: counted
+        first, starts held back by the semaphore would leave together, over the rate. The place is held
+        until the response is released (its body read, ``release()``, or the ``async with`` left), as
+        aiohttp's own connection limits are: the server is still busy sending it.
+        """
+        semaphore = self._semaphore
+        if semaphore is not None:
+            await semaphore.acquire()
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self._in_flight -= 1
+                if semaphore is not None:
+                    semaphore.release()
+
+        self._in_flight += 1
+        try:
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            self._attempts += 1
+            resp = await handler(req)
+        except BaseException:
+            release()
+            raise
+        connection = resp.connection
+        if connection is None:  # body already complete (or none): nothing is in flight any more
+            release()
+        else:
+            connection.add_callback(release)
+        return resp
+
+    async def request(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        """Send *req* through *handler* under the policy: limits on each attempt, retries as allowed.
+
+        Returns the response; a response with a retryable status is returned as it is once attempts or
+        time run out (so ``raise_for_status`` still applies). Raises ``RetryError`` (a
+        ``ClientConnectionError``) when the last allowed attempt failed with a retryable connection
+        error, ``RedisLimitError`` when a Redis-shared rate limit cannot be reached, and any other
+        error of an attempt as it is.
+        """
+        self._requests += 1
+        retry = self._retry
+        if retry is None or retry.attempts == 1 or not body_replayable(req):
+            return await self._send(req, handler)
+        return await self._retrying(req, handler, retry)
+
+    async def _retrying(self, req: ClientRequest, handler: ClientHandlerType, retry: Retry) -> ClientResponse:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        method = req.method
+        status_ok = method in retry.methods
+        failures: list[str] = []
+        waits: list[float] = []
+        while True:
+            resp: ClientResponse | None = None
+            error: ClientConnectionError | None = None
+            asked: float | None = None
+            try:
+                resp = await self._send(req, handler)
+            except ClientConnectionError as exc:
+                if not retryable_error(exc, method, retry):
+                    raise
+                error = exc
+                cause = type(exc).__name__
+                failures.append(f"{cause}: {exc}" if str(exc) else cause)
+            else:
+                if resp.status not in retry.statuses or not status_ok:
+                    return resp
+                cause = str(resp.status)
+                failures.append(f"HTTP {resp.status} {resp.reason or ''}".rstrip())
+                asked = retry_after(resp.headers, time.time())
+            if len(failures) >= retry.attempts:
+                reason = f"{retry.attempts} attempts allowed"
+            elif asked is not None and asked > retry.max_wait:
+                reason = f"the server asked to wait {asked:.3g} s, over max_wait={retry.max_wait!r}"
+            else:
+                wait = asked if asked is not None else backoff(retry, len(failures))
+                if retry.total is None or loop.time() + wait - started <= retry.total:
+                    self._retries[cause] += 1
+                    if resp is not None:
+                        resp.release()  # frees its connection (and concurrency place) before we wait
+                    waits.append(wait)
+                    await asyncio.sleep(wait)
+                    continue
+                reason = f"waiting {wait:.3g} s more would pass total={retry.total!r}"
+            self._gave_up += 1
+            if resp is not None:
+                return resp
+            assert error is not None
+            raise RetryError(method, req.url, tuple(failures), tuple(waits), reason) from error
+
+
+def site_middleware(lookup: Callable[[URL], SiteState | None]) -> ClientMiddlewareType:
+    """An aiohttp client middleware applying each request's site policy, found by ``lookup(request.url)``.
+
+    ``lookup`` returns the ``SiteState`` of the URL's origin, or ``None`` for a site without a policy,
+    whose requests go straight to the next handler. Called for every request and every redirect hop,
+    so a redirect to another site obeys that site's policy. Raises what ``SiteState.request`` raises.
+
+        session = aiohttp.ClientSession(middlewares=[site_middleware(states.get_for_url)])
+    """
+
+    async def site_policy(req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        state = lookup(req.url)
+        if state is None:
+            return await handler(req)
+        return await state.request(req, handler)
+
+    return site_policy
