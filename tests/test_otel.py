@@ -1,0 +1,213 @@
+"""OpenTelemetry instruments read through the SDK's in-memory reader, fed by real requests on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from asynctools import otel
+from asynctools._metrics import SiteMetricsBook, metrics_trace_config
+
+# What an attribute may name: the site, the method, the outcome. Nothing that a URL path, a query or a
+# header could put there.
+ALLOWED_ATTRIBUTES = {
+    "server.address",
+    "server.port",
+    "url.scheme",
+    "http.request.method",
+    "http.response.status_code",
+    "error.type",
+    "asynctools.session.state",
+    "asynctools.dns.cache",
+}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[TestServer]:
+    async def status(request: web.Request) -> web.Response:
+        return web.Response(status=int(request.match_info["code"]), text="x")
+
+    app = web.Application()
+    app.router.add_route("*", "/secret-user-42/status/{code}", status)
+    srv = TestServer(app, host="127.0.0.1")
+    await srv.start_server()
+    try:
+        yield srv
+    finally:
+        await srv.close()
+
+
+class Meters:
+    """An SDK meter provider whose only reader keeps what it collects in memory."""
+
+    def __init__(self) -> None:
+        self.reader = InMemoryMetricReader()
+        self.provider = MeterProvider(metric_readers=[self.reader])
+
+
+@pytest.fixture
+def meters() -> Iterator[Meters]:
+    meters = Meters()
+    yield meters
+    meters.provider.shutdown()
+
+
+def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    """Every data point collected, by metric name."""
+    found: dict[str, list[Any]] = {}
+    data = reader.get_metrics_data()
+    if data is None:  # nothing was observed at all
+        return found
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            assert scope.scope.name == "asynctools"
+            for metric in scope.metrics:
+                found.setdefault(metric.name, []).extend(metric.data.data_points)
+    return found
+
+
+async def test_request_duration_histogram(server: TestServer, meters: Meters) -> None:
+    book = SiteMetricsBook()
+    instrumentation = otel.instrument(book, meters.provider)
+    async with aiohttp.ClientSession(trace_configs=[metrics_trace_config(book.lookup)]) as session:
+        for code in (200, 200, 404):
+            await (await session.get(server.make_url(f"/secret-user-42/status/{code}?token=abc"))).read()
+        await (await session.request("BREW", server.make_url("/secret-user-42/status/200"))).read()
+    found = points(meters.reader)
+    instrumentation.uninstrument()
+    base = {"server.address": "127.0.0.1", "server.port": server.port, "url.scheme": "http"}
+    durations = {tuple(sorted(p.attributes.items())): p for p in found["http.client.request.duration"]}
+    ok = tuple(sorted({**base, "http.request.method": "GET", "http.response.status_code": 200}.items()))
+    missing = tuple(
+        sorted(
+            {
+                **base,
+                "http.request.method": "GET",
+                "http.response.status_code": 404,
+                "error.type": "404",
+            }.items()
+        )
+    )
+    # aiohttp's server refuses a method it does not know: 400, reported under the method "_OTHER".
+    other = tuple(
+        sorted(
+            {
+                **base,
+                "http.request.method": "_OTHER",
+                "http.response.status_code": 400,
+                "error.type": "400",
+            }.items()
+        )
+    )
+    assert set(durations) == {ok, missing, other}
+    assert durations[ok].count == 2 and durations[missing].count == 1 and durations[other].count == 1
+    assert durations[ok].sum > 0
+    assert list(durations[ok].explicit_bounds)[:3] == [0.005, 0.01, 0.025]  # the conventions' buckets
+
+
+async def test_errors_and_pool_figures_and_no_path_anywhere(server: TestServer, meters: Meters) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = sock.getsockname()[1]
+    book = SiteMetricsBook()
+    instrumentation = otel.instrument(book, meters.provider)
+    site = book.site(("http", "127.0.0.1", server.port))
+    site.count_acquisition()
+    site.set_sessions(open=3, idle=1)
+    async with aiohttp.ClientSession(trace_configs=[metrics_trace_config(book.lookup)]) as session:
+        for _ in range(3):
+            await (await session.get(server.make_url("/secret-user-42/status/200"))).read()
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await session.get(f"http://127.0.0.1:{refused}/secret-user-42/")
+    found = points(meters.reader)
+    instrumentation.uninstrument()
+
+    for name, data_points in found.items():
+        for point in data_points:
+            assert set(point.attributes) <= ALLOWED_ATTRIBUTES, (name, point.attributes)
+            assert not any("secret" in str(v) for v in point.attributes.values()), (name, point.attributes)
+
+    def value(name: str, port: int, **extra: str) -> float:
+        (match,) = [
+            p.value
+            for p in found[name]
+            if p.attributes["server.port"] == port and all(p.attributes.get(k) == v for k, v in extra.items())
+        ]
+        return float(match)
+
+    failed = [p for p in found["http.client.request.duration"] if p.attributes["server.port"] == refused]
+    assert [(p.count, p.attributes.get("error.type")) for p in failed] == [(1, "ClientConnectorError")]
+    assert "http.response.status_code" not in failed[0].attributes
+    port = server.port
+    assert value("http.client.active_requests", port) == 0
+    assert value("asynctools.client.connections.opened", port) == 1
+    assert value("asynctools.client.connections.reused", port) == 2
+    assert value("asynctools.client.session.acquisitions", port) == 1
+    assert value("asynctools.client.sessions", port, **{"asynctools.session.state": "active"}) == 2
+    assert value("asynctools.client.sessions", port, **{"asynctools.session.state": "idle"}) == 1
+    assert value("asynctools.client.connection.queued", port) == 0
+    assert value("asynctools.client.connection.queue_time", port) == 0
+    assert value("asynctools.client.dns.lookups", port, **{"asynctools.dns.cache": "miss"}) == 0
+
+
+async def test_active_requests_while_waiting(meters: Meters) -> None:
+    gate = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        arrived.set()
+        await gate.wait()
+        return web.Response(text="done")
+
+    app = web.Application()
+    app.router.add_get("/", held)
+    srv = TestServer(app, host="127.0.0.1")
+    await srv.start_server()
+    book = SiteMetricsBook()
+    instrumentation = otel.instrument(book, meters.provider)
+    try:
+        async with aiohttp.ClientSession(trace_configs=[metrics_trace_config(book.lookup)]) as session:
+            task = asyncio.create_task(session.get(srv.make_url("/")))
+            await arrived.wait()
+            (active,) = points(meters.reader)["http.client.active_requests"]
+            assert active.value == 1
+            gate.set()
+            await (await task).read()
+        (active,) = points(meters.reader)["http.client.active_requests"]
+        assert active.value == 0
+    finally:
+        gate.set()
+        instrumentation.uninstrument()
+        await srv.close()
+
+
+async def test_uninstrument_stops_reporting(server: TestServer, meters: Meters) -> None:
+    book = SiteMetricsBook()
+    instrumentation = otel.instrument(book, meters.provider)
+    instrumentation.uninstrument()
+    instrumentation.uninstrument()  # idempotent
+    async with aiohttp.ClientSession(trace_configs=[metrics_trace_config(book.lookup)]) as session:
+        await (await session.get(server.make_url("/secret-user-42/status/200"))).read()
+    found = points(meters.reader)
+    assert all(not data_points for data_points in found.values()), found
+    assert book.sites()[0].requests == 1  # the metrics themselves go on
+
+
+def test_instrument_takes_a_registry_with_metrics_or_a_book(meters: Meters) -> None:
+    class RegistryLike:
+        metrics = SiteMetricsBook()
+
+    instrumentation = otel.instrument(RegistryLike(), meters.provider)
+    assert instrumentation._book is RegistryLike.metrics
+    instrumentation.uninstrument()
+    with pytest.raises(TypeError, match="SessionRegistry or a SiteMetricsBook"):
+        otel.instrument(object(), meters.provider)
