@@ -210,9 +210,11 @@ class RunningExample:
 
 def test_python_m_example_serves_the_curl_and_stops_cleanly_on_ctrl_c():
     server = RunningExample()
-    assert f"{server.url}/squares?values=1,2,3,4,5,6,7,8,9,10" in server.banner
-    assert json.loads(server.get("/squares?values=1,2,3,4,5,6,7,8,9,10")) == SEED_JSON
-    code, err = server.interrupt()
+    try:
+        assert f"{server.url}/squares?values=1,2,3,4,5,6,7,8,9,10" in server.banner
+        assert json.loads(server.get("/squares?values=1,2,3,4,5,6,7,8,9,10")) == SEED_JSON
+    finally:  # a failed request must not leave the server running
+        code, err = server.interrupt()
     assert code == 0
     for text in ("Traceback", "Unclosed", "ResourceWarning", "Task was destroyed", "Exception ignored"):
         assert text not in err, err
