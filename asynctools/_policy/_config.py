@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,13 +56,13 @@ class Retry:
     more than *max_wait* seconds is not retried. No retry starts that would end more than *total*
     seconds after the first attempt began (``None``: no such bound).
 
-    *statuses* and *methods* may be any iterable (kept as frozensets; methods upper-cased).
+    *statuses* and *methods* are sets (any iterable is accepted; kept as frozensets, methods upper-cased).
     Raises ``TypeError`` or ``ValueError`` naming the argument that is not of the right kind.
     """
 
     attempts: int = 3
-    statuses: frozenset[int] = DEFAULT_STATUSES
-    methods: frozenset[str] = DEFAULT_METHODS
+    statuses: AbstractSet[int] = DEFAULT_STATUSES
+    methods: AbstractSet[str] = DEFAULT_METHODS
     backoff: float = 0.5
     max_backoff: float = 10.0
     max_wait: float = 30.0

@@ -1,0 +1,84 @@
+"""A real ``redis-server`` for tests: started on a free loopback port in a temporary directory, then stopped.
+
+Skipped with the reason when Debian's ``redis-server`` is not installed, except under ``CI=true``, where a
+missing server is a failure (``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+__all__ = ("free_port", "redis_url")
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now (the OS's choice)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(binary: str, directory: Path) -> tuple[subprocess.Popen[str], int]:
+    """Start redis-server and return it once it accepts connections; a port taken meanwhile is retried."""
+    for _ in range(5):
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "notice",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert process.stdout is not None
+        output = []
+        # Redis says when it is ready; reading its log waits exactly as long as it takes.
+        for line in process.stdout:
+            output.append(line)
+            if "Ready to accept connections" in line:
+                return process, port
+        process.wait()
+        if not any("Address already in use" in line for line in output):
+            raise RuntimeError(f"redis-server exited with {process.returncode}:\n{''.join(output)}")
+    raise RuntimeError("redis-server found no free port in 5 tries")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis://127.0.0.1:<port>/0`` of a redis-server that lives for the test session."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(
+                "redis-server is not installed and CI=true: .ci/run must install Debian's redis-server"
+            )
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    process, port = _start(binary, tmp_path_factory.mktemp("redis"))
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
