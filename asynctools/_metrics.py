@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -53,7 +54,6 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _MIN_LATENCY: Final = 50e-6
 _STEPS_PER_DOUBLING: Final = 4
 _BUCKETS: Final = 98
-_LOG2_MIN: Final = math.log2(_MIN_LATENCY)
 #: Upper bound (seconds, inclusive) of each latency bucket; a last, overflow bucket holds what is longer.
 LATENCY_BOUNDS: Final[tuple[float, ...]] = tuple(
     _MIN_LATENCY * 2.0 ** (i / _STEPS_PER_DOUBLING) for i in range(_BUCKETS)
@@ -64,15 +64,8 @@ _STATUS_CLASSES: Final = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
 
 def _bucket(seconds: float) -> int:
     """The index of the latency bucket *seconds* falls in (``_BUCKETS`` for the overflow bucket)."""
-    if seconds <= _MIN_LATENCY:
-        return 0
-    index = math.ceil((math.log2(seconds) - _LOG2_MIN) * _STEPS_PER_DOUBLING)
-    # Rounding in log2 may land a value sitting exactly on a bound one bucket off: settle it on the bounds.
-    if index < _BUCKETS and seconds > LATENCY_BOUNDS[index]:
-        index += 1
-    elif 0 < index <= _BUCKETS and seconds <= LATENCY_BOUNDS[index - 1]:
-        index -= 1
-    return min(index, _BUCKETS)
+    # Bisecting the bounds (C code, ~7 comparisons) costs a third of computing a logarithm and rounding it.
+    return bisect_left(LATENCY_BOUNDS, seconds)
 
 
 class MetricsObserver(Protocol):
@@ -347,7 +340,7 @@ def _finish(
     site.in_flight -= 1
     if status is not None:
         site.responses[status // 100 if 100 <= status <= 599 else 0] += 1
-        site._latency[_bucket(elapsed)] += 1
+        site._latency[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
         site.latency_sum += elapsed
     if site._observers:
         for observer in site._observers:
