@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ("free_port", "redis_url")
+__all__ = ("free_port", "redis_server_url")
 
 
 def free_port() -> int:
@@ -64,9 +64,11 @@ def _start(binary: str, directory: Path) -> tuple[subprocess.Popen[str], int]:
     raise RuntimeError("redis-server found no free port in 5 tries")
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``redis://127.0.0.1:<port>/0`` of a redis-server that lives for the test session."""
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Yield ``redis://127.0.0.1:<port>/0`` of a redis-server, and stop it when resumed (a fixture's body).
+
+    Skips the test when ``redis-server`` is not installed; fails it instead under ``CI=true``.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CI") == "true":

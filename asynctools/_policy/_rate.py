@@ -100,10 +100,10 @@ class RedisLimiter:
     """The same sliding window kept in Redis by ``limits`` (``MovingWindowRateLimiter``, redis-py).
 
     Each start is one atomic Lua script on the server (test and record), so processes cannot both take
-    the last place. Over the limit, it sleeps until the oldest start leaves the window and asks again.
-    One FIFO lock per process keeps its own waiters in order and asking one at a time. A waiter
-    cancelled while asleep takes nothing; one cancelled during its round trip to Redis may have taken
-    its place (the script cannot be taken back).
+    the last place. Over the limit, it sleeps until the oldest start leaves the window and asks again;
+    the process's other requests queue behind it on one FIFO lock, in order, asking one at a time. A
+    waiter cancelled while asleep takes nothing; one cancelled during its round trip to Redis may have
+    taken its place (the script cannot be taken back).
     """
 
     def __init__(self, rate: RateLimit, origin: str) -> None:
@@ -139,6 +139,7 @@ class RedisLimiter:
         self._local = LocalLimiter(RateLimit(rate.requests, rate.per), self.figures)
         self._local_until = -float("inf")
         self._lock = asyncio.Lock()
+        self._queued = 0  # in the slow path: while any, newcomers queue behind them (no overtaking)
 
     async def acquire(self) -> None:
         """Wait until the shared window has room, then count this start in it.
@@ -146,46 +147,52 @@ class RedisLimiter:
         Raises ``RedisLimitError`` when Redis cannot be reached and ``on_error="fail"``.
         """
         loop = asyncio.get_running_loop()
+        if not self._queued and (await self._try(loop)) is None:  # the common case: one round trip
+            return
         figures = self.figures
         began = loop.time()
-        waited = False
+        figures.waits += 1
+        figures.waiting += 1
+        self._queued += 1
         try:
             async with self._lock:
-                while True:
-                    if loop.time() < self._local_until:
-                        return await self._local.acquire()
-                    try:
-                        if await self._strategy.hit(self._item, self._origin):
-                            return
-                        stats = await self._strategy.get_window_stats(self._item, self._origin)
-                    except self._errors as exc:
-                        figures.redis_errors += 1
-                        if self._config.on_error == "fail":
-                            raise RedisLimitError(
-                                f"the rate limit for {self._origin} is shared through Redis at "
-                                f"{self._config.url!r}, which could not be reached ({exc!r}); start Redis or "
-                                "pass RedisLimit(..., on_error='local') to count in this process meanwhile"
-                            ) from exc
-                        logger.warning(
-                            "Redis at %r unreachable (%r): the rate limit for %s counts in this process "
-                            "for %s s",
-                            self._config.url,
-                            exc,
-                            self._origin,
-                            self._config.recheck,
-                        )
-                        self._local_until = loop.time() + self._config.recheck
-                        continue
-                    if not waited:
-                        waited = True
-                        figures.waits += 1
-                        figures.waiting += 1
-                    # The window's oldest start leaves at reset_time (wall clock, as limits keeps it).
-                    await asyncio.sleep(max(stats.reset_time - time.time(), 0.001))
+                # Polling Redis is the only way to hear of room made by other processes.
+                while (delay := await self._try(loop)) is not None:  # noqa: ASYNC110
+                    await asyncio.sleep(delay)
         finally:
-            if waited:
-                figures.waiting -= 1
-                figures.wait_seconds += loop.time() - began
+            self._queued -= 1
+            figures.waiting -= 1
+            figures.wait_seconds += loop.time() - began
+
+    async def _try(self, loop: asyncio.AbstractEventLoop) -> float | None:
+        """Take a place in the window (``None``), or say how long until the next may free up."""
+        if loop.time() < self._local_until:
+            await self._local.acquire()
+            return None
+        try:
+            if await self._strategy.hit(self._item, self._origin):
+                return None
+            stats = await self._strategy.get_window_stats(self._item, self._origin)
+        except self._errors as exc:
+            self.figures.redis_errors += 1
+            if self._config.on_error == "fail":
+                raise RedisLimitError(
+                    f"the rate limit for {self._origin} is shared through Redis at {self._config.url!r}, "
+                    f"which could not be reached ({exc!r}); start Redis or pass "
+                    "RedisLimit(..., on_error='local') to count in this process meanwhile"
+                ) from exc
+            logger.warning(
+                "Redis at %r unreachable (%r): the rate limit for %s counts in this process for %s s",
+                self._config.url,
+                exc,
+                self._origin,
+                self._config.recheck,
+            )
+            self._local_until = loop.time() + self._config.recheck
+            await self._local.acquire()
+            return None
+        # The window's oldest start leaves at reset_time (wall clock, as limits keeps it).
+        return max(stats.reset_time - time.time(), 0.001)
 
     async def aclose(self) -> None:
         """Close the connections to Redis."""
