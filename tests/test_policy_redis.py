@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from redis_server import free_port, redis_server_url
 from test_policy import Recorder, serve
+from yarl import URL
 
 from asynctools._policy import RateLimit, RedisLimit, RedisLimitError, SitePolicy, SiteState, site_middleware
 
@@ -153,7 +154,7 @@ async def client_for(policy: SitePolicy) -> AsyncIterator[tuple[aiohttp.ClientSe
         await state.aclose()
 
 
-async def _get(session: aiohttp.ClientSession, url: object) -> int:
-    async with session.get(url) as resp:  # type: ignore[call-overload]
+async def _get(session: aiohttp.ClientSession, url: URL) -> int:
+    async with session.get(url) as resp:
         await resp.read()
         return resp.status
