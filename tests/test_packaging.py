@@ -67,7 +67,14 @@ def test_the_metadata_comes_from_pyproject(dist):
     assert all(url.startswith("https://") for url in urls.values()), urls
     assert urls["Changelog"].endswith("/CHANGES.md")
     requires = metadata.get_all("Requires-Dist")
-    assert [r for r in requires if "extra ==" not in r] == ["aiohttp>=3.10", "yarl>=1.9.1", "cachetools>=5.5"]
+    # Exactly the three runtime dependencies, each bounded below by the version .ci/run tests as lowest.
+    lowest = dict(
+        line.split("==") for line in (ROOT / ".ci" / "lowest.txt").read_text().split() if "==" in line
+    )
+    runtime = dict(r.split(">=") for r in requires if "extra ==" not in r)
+    assert set(runtime) == set(lowest) == {"aiohttp", "yarl", "cachetools"}, runtime
+    for name, bound in runtime.items():
+        assert lowest[name].removesuffix(".0") == bound.removesuffix(".0"), (name, bound, lowest[name])
     # The test extra names the other extras instead of repeating their lines; starlette is for tests only.
     (itself,) = [r for r in requires if r.startswith("aiohttp-asynctools[") and r.endswith('extra == "test"')]
     assert {"example", "bench", "docs"} <= set(itself.split("[", 1)[1].split("]", 1)[0].split(","))
