@@ -30,7 +30,7 @@ from asynctools._policy import (
     SiteState,
     site_middleware,
 )
-from asynctools._policy._retry import retry_after
+from asynctools._policy._retry import backoff, retry_after
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -483,3 +483,11 @@ def test_stats_are_a_frozen_snapshot() -> None:
         stats.requests = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         stats.retries["503"] = 1  # type: ignore[index]
+
+
+def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
+    retry = Retry(backoff=0.1, max_backoff=1.0)
+    for n, cap in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (40, 1.0), (1000, 1.0)]:
+        waits = [backoff(retry, n) for _ in range(200)]
+        assert all(0.0 <= wait <= cap for wait in waits), n
+        assert max(waits) > cap / 2 and min(waits) < cap / 2, n  # spread over the whole range
