@@ -1,8 +1,13 @@
 """``python -m benchmarks``: prove the pooling pays, side by side with the alternatives, over HTTP and HTTPS.
 
-python -m benchmarks                 # full run, a few minutes; writes benchmarks/results/
-python -m benchmarks --quick         # under a minute: proves the harness works
-python -m benchmarks --readme        # rewrite README.md's Performance section from latest.json
+python -m benchmarks                 # full run, about 25 minutes here; writes benchmarks/results/
+python -m benchmarks --quick         # about a minute: proves the harness works (no callgrind)
+python -m benchmarks --readme        # rewrite docs/performance.md's section from latest.json
+python -m benchmarks.callgrind       # only the instruction counts (part of the full run)
+
+Besides the end-to-end comparison and the micro-benchmarks, it runs issue 10's shapes
+(``benchmarks/shapes.py``): many sites (N origins, 10 to 10,000; 10 and 100 with --quick), sequential
+calls with the loop running between them, and many containers entered once each.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +29,68 @@ from rich.progress import Progress
 
 from .endtoend import CORE, compare, make_tls, upstream
 from .micro import run_micro
-from .report import chart, print_tables, targets, update_readme
+from .report import chart, print_tables, sites_chart, targets, update_readme
+from .shapes import ONE_SITE, SITES, Shape, alternate
 from .strategies import STRATEGIES, Workload
 
 HERE = Path(__file__).parent
-README = HERE.parent / "README.md"
+README = HERE.parent / "docs" / "performance.md"
+
+
+def sizes(quick: bool) -> dict[str, Any]:
+    """Issue 10's shapes: origins and repetitions per N, calls in a row, containers entered."""
+    if quick:
+        return dict(origins={10: 1, 100: 1}, sequential=200, entered=300, one_site_repetitions=1)
+    # 10,000 origins: one repetition and no httpx (minutes per strategy over HTTPS).
+    return dict(
+        origins={10: 7, 100: 5, 1000: 3, 10_000: 1}, sequential=2000, entered=10_000, one_site_repetitions=5
+    )
+
+
+SITES_SHAPE = dict(per_visit=2, rounds=3, concurrency=10)
+
+
+async def run_shapes(
+    quick: bool, tls: tuple[str, str, Any], progress: Progress, results: dict[str, Any]
+) -> None:
+    size = sizes(quick)
+    steps = (
+        sum(reps * (len(SITES) - (n > 1000)) for n, reps in size["origins"].items())
+        + 2 * len(ONE_SITE) * size["one_site_repetitions"]
+    )
+    task = progress.add_task("issue 10 shapes", total=2 * steps)
+    results["sites"], results["one_site"] = {}, {"sequential": {}, "entered": {}}
+    for scheme, scheme_tls in (("http", None), ("https", tls)):
+        with upstream(scheme_tls, ports=max(size["origins"])) as server:
+            per_n: dict[str, Any] = {}
+            for n, reps in size["origins"].items():
+                strategies = {k: v for k, v in SITES.items() if not (k == "httpx" and n > 1000)}
+                s = Shape(server.bases[:n], server.ssl, **SITES_SHAPE)
+
+                def advance(name: str, scheme: str = scheme, n: int = n) -> None:
+                    progress.update(task, description=f"{scheme} {n} sites {name}", advance=1)
+
+                per_n[str(n)] = await alternate(strategies, s, server, reps, advance, warm_up=n <= 1000)
+            results["sites"][scheme] = per_n
+            one = {
+                "sequential": Shape(server.bases[:1], server.ssl, per_visit=size["sequential"], pause=True),
+                "entered": Shape(server.bases[:1], server.ssl, containers=size["entered"], concurrency=10),
+            }
+            for shape_name, s in one.items():
+
+                def advance_one(name: str, scheme: str = scheme, shape_name: str = shape_name) -> None:
+                    progress.update(task, description=f"{scheme} {shape_name} {name}", advance=1)
+
+                results["one_site"][shape_name][scheme] = await alternate(
+                    ONE_SITE, s, server, size["one_site_repetitions"], advance_one
+                )
+    results["workload"]["shapes"] = {
+        "origins": {str(n): reps for n, reps in size["origins"].items()},
+        **SITES_SHAPE,
+        "sequential": size["sequential"],
+        "entered": size["entered"],
+        "one_site_repetitions": size["one_site_repetitions"],
+    }
 
 
 def machine() -> dict[str, str]:
@@ -39,8 +102,12 @@ def machine() -> dict[str, str]:
         ),
         platform.processor() or "unknown CPU",
     )
+    import asynctools
+
     return {
         "description": f"{os.cpu_count()} cores ({cpu}), {platform.system()}",
+        "asynctools": str(Path(asynctools.__file__).parent),
+        "asynctools_commit": os.environ.get("ASYNCTOOLS_COMMIT", "the working tree"),
         "python": platform.python_version(),
         "aiohttp": aiohttp.__version__,
         "httpx": httpx.__version__,
@@ -53,7 +120,7 @@ async def run(quick: bool, progress: Progress) -> dict[str, Any]:
         if quick
         else dict(containers=100, concurrency=5, rounds=4)
     )
-    repetitions, core_repetitions = (1, 1) if quick else (5, 20)
+    repetitions, core_repetitions = (1, 1) if quick else (3, 9)
     results: dict[str, Any] = {
         "machine": machine(),
         "workload": {
@@ -68,8 +135,10 @@ async def run(quick: bool, progress: Progress) -> dict[str, Any]:
     results["micro"] = await run_micro(quick)
     progress.advance(task)
     with tempfile.TemporaryDirectory() as tmp:
-        for scheme, tls in (("http", None), ("https", make_tls(tmp))):
-            with upstream(tls) as server:
+        tls = make_tls(tmp)
+        await run_shapes(quick, tls, progress, results)
+        for scheme, scheme_tls in (("http", None), ("https", tls)):
+            with upstream(scheme_tls) as server:
                 w = Workload(server.base, ssl=server.ssl, **shape)
 
                 def advance(name: str, scheme: str = scheme) -> None:
@@ -88,26 +157,39 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="a short run (under a minute) to check the harness"
     )
     parser.add_argument("--output", type=Path, default=HERE / "results", help="where latest.json/.png go")
-    parser.add_argument("--readme", action="store_true", help="only rewrite README.md's Performance section")
     parser.add_argument(
-        "--update-readme", action="store_true", help="after a run, rewrite the README section"
+        "--readme", action="store_true", help="only rewrite docs/performance.md's section from latest.json"
+    )
+    parser.add_argument(
+        "--update-readme", action="store_true", help="after a run, rewrite docs/performance.md's section"
+    )
+    parser.add_argument(
+        "--no-callgrind", action="store_true", help="skip the instruction counts of the full run"
     )
     args = parser.parse_args(argv)
     latest = args.output / "latest.json"
     if args.readme:
         update_readme(README, json.loads(latest.read_text()))
-        print(f"README.md's Performance section rewritten from {latest}")
+        print(f"{README}'s benchmarks section rewritten from {latest}")
         return 0
+    started = time.perf_counter()
     with Progress(transient=True) as progress:
         results = asyncio.run(run(args.quick, progress))
+    if not args.quick and not args.no_callgrind:
+        from .callgrind import measure_all
+
+        # After the wall-clock runs, so that valgrind's load does not skew them.
+        results["callgrind"] = measure_all(["single", "sequential", "sites", "entered"], ["http", "https"])
+    results["workload"]["run_seconds"] = time.perf_counter() - started
     args.output.mkdir(parents=True, exist_ok=True)
     latest.write_text(json.dumps(results, indent=2) + "\n")
     chart(results, args.output / "latest.png")
+    sites_chart(results, args.output / "sites.png")
     print_tables(results)
-    print(f"wrote {latest} and {args.output / 'latest.png'}")
+    print(f"wrote {latest}, {args.output / 'latest.png'} and {args.output / 'sites.png'}")
     if args.update_readme:
         update_readme(README, results)
-        print("README.md's Performance section rewritten")
+        print(f"{README}'s benchmarks section rewritten")
     return 0
 
 

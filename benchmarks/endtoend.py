@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import ssl
 import statistics
@@ -23,43 +24,73 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class Upstream:
-    """``python -m benchmarks.upstream`` in a subprocess, with its connection count and CPU time."""
+    """``python -m benchmarks.upstream`` in subprocesses, with their connection count and CPU time.
 
-    def __init__(self, proc: subprocess.Popen[str], base: str, context: ssl.SSLContext | None) -> None:
-        self.proc, self.base, self.ssl = proc, base, context
+    One process unless many ports are asked for: a process holds at most ``PORTS_PER_PROCESS``
+    listening sockets, so that they and the connections it accepts stay under the fd limit.
+    """
+
+    def __init__(
+        self, procs: list[subprocess.Popen[str]], bases: list[str], context: ssl.SSLContext | None
+    ) -> None:
+        self.procs, self.bases, self.ssl = procs, bases, context
+        self.base = bases[0]
+        # One origin per process is enough to ask it for its count.
+        self.stats_bases = [bases[i * PORTS_PER_PROCESS] for i in range(len(procs))]
+        self.own_connections = 0
 
     async def connections(self) -> int:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(self.base + "/__stats", ssl=self.ssl or True) as resp,
-        ):
-            return int((await resp.json(content_type=None))["connections"])
+        """Connections accepted so far over every process, not counting those /__stats calls made."""
+        total = 0
+        self.own_connections += len(self.stats_bases)
+        async with aiohttp.ClientSession() as session:
+            for base in self.stats_bases:
+                async with session.get(base + "/__stats", ssl=self.ssl or True) as resp:
+                    total += int((await resp.json(content_type=None))["connections"])
+        return total - self.own_connections
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        total = 0.0
+        for proc in self.procs:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        return total
+
+
+PORTS_PER_PROCESS = 4000
 
 
 @contextmanager
-def upstream(tls: tuple[str, str, ssl.SSLContext] | None) -> Iterator[Upstream]:
+def upstream(tls: tuple[str, str, ssl.SSLContext] | None, ports: int = 1) -> Iterator[Upstream]:
+    """The upstream listening on *ports* ports of 127.0.0.1 (that many origins), over HTTPS with *tls*."""
     args = [sys.executable, "-m", "benchmarks.upstream"]
     if tls:
         args += ["--certfile", tls[0], "--keyfile", tls[1]]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    shares = [min(PORTS_PER_PROCESS, ports - start) for start in range(0, ports, PORTS_PER_PROCESS)]
+    procs = [
+        subprocess.Popen([*args, "--ports", str(share)], stdout=subprocess.PIPE, text=True)
+        for share in shares
+    ]
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) >= 2:
         # Client and server on cores of their own: neither steals the other's time slices.
-        os.sched_setaffinity(proc.pid, {cores[-1]})
+        for proc in procs:
+            os.sched_setaffinity(proc.pid, {cores[-1]})
         os.sched_setaffinity(0, set(cores[:-1]))
     try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
+        numbers: list[int] = []
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            numbers += json.loads(line) if line.startswith("[") else [int(line)]
         scheme = "https" if tls else "http"
-        yield Upstream(proc, f"{scheme}://127.0.0.1:{port}", tls[2] if tls else None)
+        yield Upstream(procs, [f"{scheme}://127.0.0.1:{port}" for port in numbers], tls[2] if tls else None)
     finally:
         os.sched_setaffinity(0, set(cores))
-        proc.terminate()
-        proc.wait()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait()
 
 
 def rss_bytes() -> int:
@@ -99,7 +130,7 @@ async def measure(name: str, w: Workload, server: Upstream) -> dict[str, float]:
         "requests_per_s": w.requests / elapsed,
         "p50_ms": quantiles[49] * 1000,
         "p99_ms": quantiles[98] * 1000,
-        "connections": await server.connections() - connections_before - 1,  # not /__stats' own
+        "connections": await server.connections() - connections_before,
         "sessions": tally.sessions,
         "peak_rss_mb": peak[0] / 2**20,
         "rss_growth_mb": (peak[0] - rss_before) / 2**20,
@@ -147,11 +178,16 @@ async def compare(
 
 
 def make_tls(directory: str) -> tuple[str, str, ssl.SSLContext]:
-    """A throw-away CA and a certificate for 127.0.0.1 (trustme), and a client context trusting it."""
+    """A throw-away CA and a certificate for 127.0.0.1 (trustme), and a client context trusting it.
+
+    The certificate's IP SAN covers every port of 127.0.0.1, so every origin of the many-sites shape;
+    the CA goes to *directory*/ca.pem for client processes of their own (callgrind).
+    """
     import trustme
 
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(os.path.join(directory, "ca.pem"))
     certfile, keyfile = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
     cert.private_key_and_cert_chain_pem.write_to_path(certfile)
     cert.private_key_pem.write_to_path(keyfile)

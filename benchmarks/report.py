@@ -51,11 +51,40 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             (f"{scheme} unattached vs session_per_call", speedup, f">= {per_call}x", speedup >= per_call)
         )
+    if "unattached_alone_paused_ratio" in micro:
+        added = micro["unattached_alone_paused_added_ns"] / max(micro["unattached_held_paused_added_ns"], 1.0)
+        rows.append(
+            (
+                "unattached call, nobody else holding, loop turn between calls: added ns vs held elsewhere",
+                added,
+                "<= 1.5x",
+                added <= 1.5,
+            )
+        )
+    for scheme, per_n in results.get("sites", {}).items():
+        for n, table in per_n.items():
+            for name in ("containers", "unattached"):
+                ratio = table[name]["ratio"]
+                rows.append((f"{scheme} {n} sites {name} vs handheld", ratio, ">= 0.95x", ratio >= 0.95))
+                conns, limit = table[name]["connections"], table["handheld"]["connections"]
+                rows.append(
+                    (
+                        f"{scheme} {n} sites {name} connections",
+                        conns,
+                        f"== handheld ({limit:.0f})",
+                        conns <= limit,
+                    )
+                )
+    for shape, per_scheme in results.get("one_site", {}).items():
+        for scheme, table in per_scheme.items():
+            for name in ("containers", "unattached"):
+                ratio = table[name]["ratio"]
+                rows.append((f"{scheme} {shape} {name} vs handheld", ratio, ">= 0.95x", ratio >= 0.95))
     return [{"name": n, "value": v, "target": t, "met": m} for n, v, t, m in rows]
 
 
 def print_tables(results: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(width=160)
     for scheme in ("http", "https"):
         table = Table(title=f"end to end over {scheme.upper()} ({describe_workload(results)})")
         table.add_column("strategy")
@@ -75,6 +104,30 @@ def print_tables(results: dict[str, Any], console: Console | None = None) -> Non
         *(f"{m['acquire_ns'][k]:,.0f}" for k in ("10", "1000", "10000")),
     )
     console.print(micro)
+    if "unattached_alone_paused_ns" in m:
+        paused = Table(title="in-process, await asyncio.sleep(0) after every call (both sides), ns per call")
+        for title in ("bare + sleep(0)", "unattached, held elsewhere", "unattached, nobody else holding"):
+            paused.add_column(title, justify="right")
+        paused.add_row(
+            f"{m['bare_paused_ns']:,.0f}",
+            f"{m['unattached_held_paused_ns']:,.0f} (+{m['unattached_held_paused_added_ns']:,.0f})",
+            f"{m['unattached_alone_paused_ns']:,.0f} (+{m['unattached_alone_paused_added_ns']:,.0f})",
+        )
+        console.print(paused)
+    for title, rows in shape_tables(results):
+        table = Table(title=title)
+        for column in SHAPE_COLUMNS:
+            table.add_column(column, justify="left" if column in ("N", "strategy") else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    for title, rows in callgrind_tables(results):
+        table = Table(title=title)
+        for column in CALLGRIND_COLUMNS:
+            table.add_column(column, justify="left" if column == "case" else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
     checks = Table(title="targets")
     for title in ("target", "measured", "wanted", "met"):
         checks.add_column(title)
@@ -91,6 +144,145 @@ def describe_workload(results: dict[str, Any]) -> str:
         f"{w['containers']} containers x {w['concurrency']} concurrent calls x {w['rounds']} rounds, "
         f"medians of {w['repetitions']} rotated repetitions{extra}"
     )
+
+
+SHAPE_COLUMNS = (
+    "N",
+    "strategy",
+    "req/s",
+    "vs handheld (min-max)",
+    "TCP conns",
+    "sessions",
+    "peak fds",
+    "peak RSS MB",
+    "RSS growth MB",
+)
+
+
+def shape_row(label: str, name: str, row: dict[str, Any]) -> list[str]:
+    spread = f" ({row['ratio_min']:.2f}-{row['ratio_max']:.2f})" if row["repetitions"] > 1 else " (1 run)"
+    return [
+        label,
+        name,
+        f"{row['requests_per_s']:,.0f}",
+        f"{row['ratio']:.2f}x{spread}",
+        f"{row['connections']:,.0f}",
+        f"{row['sessions']:,.0f}",
+        f"{row['peak_fds']:,.0f}",
+        f"{row['peak_rss_mb']:,.0f}",
+        f"{row['rss_growth_mb']:,.1f}",
+    ]
+
+
+def shape_tables(results: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
+    """Issue 10's shapes as (title, rows): many sites per scheme, then the one-site shapes."""
+    tables = []
+    shapes = results["workload"].get("shapes", {})
+    for scheme, per_n in results.get("sites", {}).items():
+        rows = [
+            shape_row(f"{int(n):,}", name, row) for n, table in per_n.items() for name, row in table.items()
+        ]
+        title = (
+            f"many sites over {scheme.upper()}: N origins x {shapes.get('per_visit')} requests per visit x "
+            f"{shapes.get('rounds')} rounds, {shapes.get('concurrency')} workers; medians of "
+            + ", ".join(f"{reps} (N={int(n):,})" for n, reps in shapes.get("origins", {}).items())
+            + " rotated repetitions"
+        )
+        tables.append((title, rows))
+    labels = {
+        "sequential": f"{shapes.get('sequential', 0):,} calls, sleep(0) between",
+        "entered": f"{shapes.get('entered', 0):,} containers entered",
+    }
+    rows = [
+        shape_row(f"{labels[shape]} ({scheme.upper()})", name, row)
+        for shape, per_scheme in results.get("one_site", {}).items()
+        for scheme, table in per_scheme.items()
+        for name, row in table.items()
+    ]
+    if rows:
+        reps = shapes.get("one_site_repetitions")
+        tables.append(
+            (f"one site: sequential calls and many containers (medians of {reps} repetitions)", rows)
+        )
+    return tables
+
+
+CALLGRIND_COLUMNS = (
+    "case",
+    "scheme",
+    "handheld Ir/req",
+    "containers Ir/req",
+    "unattached Ir/req",
+    "sessions h/c/u",
+)
+
+
+def callgrind_tables(results: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
+    cg = results.get("callgrind")
+    if not cg:
+        return []
+    rows = []
+    for case in cg["cases"]:
+        for scheme in ("http", "https"):
+            if scheme not in cg:
+                continue
+            r = cg[scheme][case]
+            rows.append(
+                [
+                    case,
+                    scheme,
+                    f"{r['handheld']['ir_per_request']:,.0f}",
+                    f"{r['containers']['ir_per_request']:,.0f} ({r['containers']['ratio']:.2f}x)",
+                    f"{r['unattached']['ir_per_request']:,.0f} ({r['unattached']['ratio']:.2f}x)",
+                    "/".join(f"{r[n]['sessions']:.0f}" for n in ("handheld", "containers", "unattached")),
+                ]
+            )
+    return [("instructions per request (valgrind --tool=callgrind), ratio to handheld", rows)]
+
+
+def sites_chart(results: dict[str, Any], path: Path) -> None:
+    """Ratio to handheld against N (log x), and connections per request, HTTP and HTTPS side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sites = results.get("sites", {})
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True, sharex=True)
+    for column, scheme in enumerate(("http", "https")):
+        per_n = sites.get(scheme, {})
+        top, bottom = axes[0][column], axes[1][column]
+        names = list(next(iter(per_n.values()), {}))
+        for name in names:
+            ns = [int(n) for n, table in per_n.items() if name in table]
+            rows = [per_n[str(n)][name] for n in ns]
+            lower = [r["ratio"] - r["ratio_min"] for r in rows]
+            upper = [r["ratio_max"] - r["ratio"] for r in rows]
+            top.errorbar(
+                ns, [r["ratio"] for r in rows], yerr=[lower, upper], marker="o", capsize=3, label=name
+            )
+            shape = results["workload"]["shapes"]
+            per_n_requests = shape["per_visit"] * shape["rounds"]
+            bottom.plot(
+                ns,
+                [r["connections"] / (n * per_n_requests) for r, n in zip(rows, ns, strict=True)],
+                marker="o",
+                label=name,
+            )
+        top.axhline(0.95, color="grey", linestyle=":", linewidth=1)
+        top.set_title(f"many sites over {scheme.upper()}")
+        top.set_ylabel("requests/s relative to handheld")
+        bottom.set_ylabel("TCP connections per request")
+        bottom.set_xlabel("origins (N)")
+        for axis in (top, bottom):
+            axis.set_xscale("log")
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
+    fig.suptitle(
+        "issue 10: cost per request against the number of sites (medians, bars: min-max)", fontsize=10
+    )
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
@@ -127,7 +319,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The README's Performance section body, from one run's results."""
+    """docs/performance.md's benchmarks section, from one run's results."""
     m, machine = results["micro"], results["machine"]
     lines = [
         START,
@@ -152,10 +344,59 @@ def markdown(results: dict[str, Any]) -> str:
         "| `registry.acquire(url)` at 10 / 1,000 / 10,000 distinct keys | "
         + " / ".join(f"{m['acquire_ns'][k]:,.0f}" for k in ("10", "1000", "10000"))
         + f" | {m['acquire_ratio_10000_vs_10']:.2f}x from 10 to 10,000 keys |",
-        "",
-        "![requests/s and connections per strategy](benchmarks/results/latest.png)",
-        END,
     ]
+    if "unattached_alone_paused_ns" in m:
+        lines += [
+            f"| bare call + `await asyncio.sleep(0)` | {m['bare_paused_ns']:,.0f} | 1x |",
+            "| decorated call, unattached, session held elsewhere, + `sleep(0)` | "
+            f"{m['unattached_held_paused_ns']:,.0f} | {m['unattached_held_paused_ratio']:.1f}x "
+            f"(+{m['unattached_held_paused_added_ns']:,.0f} ns) |",
+            "| decorated call, unattached, nobody else holding it, + `sleep(0)` | "
+            f"{m['unattached_alone_paused_ns']:,.0f} | {m['unattached_alone_paused_ratio']:.1f}x "
+            f"(+{m['unattached_alone_paused_added_ns']:,.0f} ns) |",
+            "",
+            "With a loop turn after every call the ratio is (call + `sleep(0)`) / (bare call + `sleep(0)`); "
+            "the added ns is the difference.",
+        ]
+    lines += ["", "![requests/s and connections per strategy](../benchmarks/results/latest.png)", ""]
+    if "sites" in results:
+        w = results["workload"]
+        lines += [
+            "**Issue 10's shapes** (`benchmarks/shapes.py`): *many sites*, N origins (N ports of 127.0.0.1, "
+            "one certificate for all), each visited once per round by one of 10 workers, "
+            f"{w['shapes']['per_visit']} requests per visit, {w['shapes']['rounds']} rounds; `containers` is "
+            "one container per origin entered with `async with` for each visit, `unattached` one never "
+            "entered; `sequential`: one site, calls in a row with `await asyncio.sleep(0)` between them "
+            "(containers entered once); `entered`: one new container per call, entered with `async with`, "
+            "10 workers. Registries at their defaults. Ratios are medians of the per-repetition ratios to "
+            "`handheld`, min-max in brackets; fds are the client's open fds at peak above its baseline "
+            "(sampled every 50 ms, so short runs may show less); RSS growth is the peak above the RSS "
+            "before the run.",
+            "",
+        ]
+        for title, rows in shape_tables(results):
+            lines += [f"*{title}*", "", "| " + " | ".join(SHAPE_COLUMNS) + " |"]
+            lines.append("|---|---|" + "---:|" * (len(SHAPE_COLUMNS) - 2))
+            lines += ["| " + " | ".join(row) + " |" for row in rows]
+            lines.append("")
+        lines += ["![ratio to handheld against the number of sites](../benchmarks/results/sites.png)", ""]
+    for title, rows in callgrind_tables(results):
+        cg = results["callgrind"]
+        lines += [
+            f"*{title}*: one valgrind process per strategy, counting only the measured run "
+            "(after a warm-up; interpreter start-up and imports excluded), sessions, connections and TLS "
+            "handshakes included. Cases: "
+            + "; ".join(f"`{case}`: {text}" for case, text in cg["cases"].items())
+            + ".",
+            "",
+            "| " + " | ".join(CALLGRIND_COLUMNS) + " |",
+            "|---|---|" + "---:|" * (len(CALLGRIND_COLUMNS) - 2),
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    if "run_seconds" in results["workload"]:
+        lines += [f"The whole run took {results['workload']['run_seconds'] / 60:.0f} minutes.", ""]
+    lines.append(END)
     return "\n".join(lines)
 
 

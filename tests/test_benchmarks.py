@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.callgrind import total_ir
 from benchmarks.report import END, START, update_readme
+from benchmarks.shapes import ONE_SITE, SITES
 from benchmarks.strategies import STRATEGIES
 
 ROOT = Path(__file__).parent.parent
@@ -47,24 +50,102 @@ def test_quick_run_writes_json_chart_and_tables(quick_run):
         "https unattached vs handheld",
     }
     assert (output / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (output / "sites.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "end to end over HTTPS" in result.stdout and "targets" in result.stdout
+    assert "many sites over HTTPS" in result.stdout and "callgrind" not in results  # not in --quick
+
+
+@pytest.mark.slow  # runs `python -m benchmarks --quick`
+def test_quick_run_measures_issue_10_shapes(quick_run):
+    result, output = quick_run
+    assert result.returncode == 0, result.stderr
+    results = json.loads((output / "latest.json").read_text())
+    micro = results["micro"]
+    for key in ("bare_paused_ns", "unattached_held_paused_ns", "unattached_alone_paused_ns"):
+        assert micro[key] > micro["bare_ns"] > 0, key  # a loop turn costs more than a bare call
+    assert micro["unattached_alone_paused_ratio"] > 1
+    for scheme in ("http", "https"):
+        assert list(results["sites"][scheme]) == ["10", "100"]
+        for n, table in results["sites"][scheme].items():
+            assert list(table) == list(SITES)
+            handheld = table["handheld"]
+            assert handheld["ratio"] == handheld["ratio_min"] == 1.0
+            # One session, and each origin's connection kept between rounds.
+            assert handheld["sessions"] == 1 and handheld["connections"] == int(n)
+            for name, row in table.items():
+                assert row["requests_per_s"] > 0, name
+                assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"], name
+                assert row["connections"] >= int(n) and row["peak_rss_mb"] > 0 and row["peak_fds"] >= 0, name
+            for name in ("containers", "unattached"):
+                # At least one session per origin, at most one per origin and round.
+                assert int(n) <= table[name]["sessions"] <= 3 * int(n), name
+        for shape in ("sequential", "entered"):
+            table = results["one_site"][shape][scheme]
+            assert list(table) == list(ONE_SITE)
+            assert table["handheld"]["sessions"] == 1
+            assert all(row["connections"] >= 1 and row["requests_per_s"] > 0 for row in table.values())
+        assert results["one_site"]["sequential"][scheme]["handheld"]["connections"] == 1
+        assert results["one_site"]["sequential"][scheme]["containers"]["sessions"] == 1
+    assert {row["name"] for row in results["targets"]} >= {
+        "https 100 sites containers vs handheld",
+        "http sequential unattached vs handheld",
+        "https entered containers vs handheld",
+    }
 
 
 @pytest.mark.slow  # runs `python -m benchmarks --quick`
 def test_the_readme_section_is_regenerated_from_the_json(quick_run, tmp_path):
     _, output = quick_run
     results = json.loads((output / "latest.json").read_text())
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "performance.md"
     readme.write_text(f"# title\n\n## Performance\n\n{START}\nold numbers\n{END}\n\n## After\n")
     update_readme(readme, results)
     text = readme.read_text()
     assert "old numbers" not in text and text.endswith("## After\n")
-    assert "| `session_per_call` |" in text and "benchmarks/results/latest.png" in text
+    assert "| `session_per_call` |" in text and "](../benchmarks/results/latest.png)" in text
+    assert "](../benchmarks/results/sites.png)" in text and "*many sites over HTTPS" in text
+    assert "nobody else holding it" in text
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         update_readme(readme, results)
 
 
-def test_the_committed_readme_has_the_markers():
-    text = (ROOT / "README.md").read_text()
+def test_the_committed_performance_page_has_the_markers_and_its_charts():
+    text = (ROOT / "docs" / "performance.md").read_text()
     assert START in text and END in text
+    for chart in ("latest.png", "sites.png"):
+        if f"../benchmarks/results/{chart}" in text:
+            assert (ROOT / "benchmarks" / "results" / chart).is_file(), chart
+
+
+def test_callgrind_totals_are_read_from_the_output_file(tmp_path):
+    out = tmp_path / "callgrind.out"
+    out.write_text("version: 1\nevents: Ir\nfn=(1) main\n0 5\nsummary: 123456\ntotals: 123456\n")
+    assert total_ir(out) == 123456
+    out.write_text("events: Ir\n")
+    with pytest.raises(ValueError, match="totals"):
+        total_ir(out)
+
+
+@pytest.mark.slow  # three valgrind processes, about half a minute
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_callgrind_counts_instructions_per_request(tmp_path):
+    latest = tmp_path / "latest.json"
+    latest.write_text("{}")
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks.callgrind", "--cases", "sequential", "--schemes", "http"),
+            *("--scale", "0.05", "--update", str(latest)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(latest.read_text())["callgrind"]["http"]["sequential"]
+    assert set(counts) == {"handheld", "containers", "unattached"}
+    assert counts["handheld"]["ratio"] == 1.0 and counts["handheld"]["requests"] == 10
+    for row in counts.values():
+        # A request over aiohttp is tens of thousands of instructions at least, and not billions.
+        assert 10_000 < row["ir_per_request"] < 100_000_000 and row["sessions"] >= 1
