@@ -12,11 +12,11 @@ from typing import Protocol
 from aiohttp import ClientSession, CookieJar
 
 from ._closer import Closer
+from ._connector import SharedConnector
 from ._diagnostics import caller_stack, report_unreleased
 from ._idle import IdleSessions
 from ._keys import SessionKey
 from ._lease import Entry, HeldLease, Lease
-from ._shared_connectors import SharedConnectors
 from ._shutdown import ShutdownHook
 from ._stats import RegistryStats, SessionStats
 
@@ -83,7 +83,7 @@ class LoopPool:
         self._settling: list[Entry] = []
         self._settle_handle: asyncio.Handle | None = None
         self._closer = Closer(loop)
-        self._connectors = SharedConnectors(self._closer.close)
+        self._connector = SharedConnector()
         # (origin, option) -> frozen value -> open sessions, for options compared by identity.
         self._churn: dict[tuple[object, str], dict[object, int]] = {}
         self._churn_warned: set[tuple[object, str]] = set()
@@ -156,11 +156,8 @@ class LoopPool:
         if entry is None:
             self._warn_of_churn(key)
             # Created before anything is counted: if aiohttp refuses the arguments, nothing changed.
-            if key.isolation is None:
-                session = ClientSession(**key.build_kwargs())
-            else:
-                jar = key.isolation.cookie_jar(CookieJar)
-                session = self._connectors.session(key, jar)
+            jar = None if key.isolation is None else key.isolation.cookie_jar(CookieJar)
+            session = self._connector.session(key, jar)
             entry = Entry(key, session, self, self.loop, debug=self.debug)
             self._entries[session] = entry
             self._count_identity_options(key, +1)
@@ -195,12 +192,9 @@ class LoopPool:
     def _close(self, entry: Entry) -> asyncio.Task[None] | None:
         """Close *entry*'s session and detach the entry from this pool (releases then only count down)."""
         session, entry.session, entry.pool = entry.session, None, None
-        if session is None:
+        if session is None or session.closed:
             return None
-        closing = None if session.closed else self._closer.close(session.close)
-        if entry.key.isolation is not None:
-            self._connectors.release(entry.key)
-        return closing
+        return self._closer.close(session.close)
 
     def close_all(self) -> list[asyncio.Task[None]]:
         """Detach from the registry and close every session, in use or idle; return the closing tasks.
@@ -221,14 +215,20 @@ class LoopPool:
         entries = list(self._entries.values())
         self._entries.clear()
         self._churn.clear()
+        # A lease still held is reported (debug mode) if it is dropped unreleased: a call in flight or
+        # a generator finalised later may still release it. Sessions on the shared connector are closed
+        # by closing it (see SharedConnector.close), the others one by one.
         closing = []
+        lent = [e.session for e in entries if e.session is not None and self._connector.lends_to(e.session)]
+        lent_ids = {id(session) for session in lent}
+        close_connector = self._connector.close(lent)
+        if close_connector is not None and (task := self._closer.close(close_connector)) is not None:
+            closing.append(task)
         for entry in entries:
-            # A lease still held is reported (debug mode) if it is dropped unreleased: a call in flight
-            # or a generator finalised later may still release it.
-            task = self._close(entry)
-            if task is not None:
+            if id(entry.session) in lent_ids:
+                entry.session = entry.pool = None
+            elif (task := self._close(entry)) is not None:
                 closing.append(task)
-        self._connectors.close_all()  # their sessions are all closed now
         return closing
 
     async def close(self) -> None:
@@ -281,7 +281,7 @@ class LoopPool:
             entry.session = entry.pool = None
         self._entries.clear()
         self._current.clear()
-        keep(self._connectors)
+        self._connector.abandon(keep)
 
     # -- churn -------------------------------------------------------------------------------------
 

@@ -49,7 +49,9 @@ async def test_isolated_containers_never_see_each_others_cookies_but_share_conne
     assert alice.session is None
 
 
-async def test_the_shared_connector_closes_with_its_last_session(upstream):
+async def test_the_shared_connector_outlives_its_sessions_and_closes_with_the_registry(upstream):
+    # Sessions come and go (idle_timeout=0 closes each at once); the connections stay warm in the
+    # registry's connector until the registry closes.
     registry = SessionRegistry(idle_timeout=0)
     first = Account(site(upstream), registry=registry, isolate_cookies=True)
     second = Account(site(upstream), registry=registry, isolate_cookies=True)
@@ -58,8 +60,13 @@ async def test_the_shared_connector_closes_with_its_last_session(upstream):
         async with second:
             await second.cookies_sent()
         assert connector is not None and not connector.closed
-    assert connector.closed
+    assert registry.stats().open == 0 and not connector.closed
+    async with second:
+        assert second.session is not None and second.session.connector is connector
+        await second.cookies_sent()
+    assert len(upstream.peers) == 1  # one connection served both containers, before and after
     await registry.close()
+    assert connector.closed
 
 
 async def test_close_closes_shared_connectors_even_in_use(upstream):
