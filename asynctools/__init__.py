@@ -6,6 +6,7 @@ container that talks to the same site shares one ``ClientSession`` through a ``S
 
 from ._container import AbstractSessionContainer
 from ._decorators import attach_named_session, attach_session
+from ._policy import RateLimit, RedisLimit, RedisLimitError, Retry, RetryError, SitePolicy, SiteStats
 from ._registry import SessionLease, SessionRegistry, default_registry
 from ._request import ResponseContext
 from ._stats import RegistryStats, SessionStats
@@ -14,11 +15,18 @@ __version__ = "1.0.0"
 
 __all__ = (
     "AbstractSessionContainer",
+    "RateLimit",
+    "RedisLimit",
+    "RedisLimitError",
     "RegistryStats",
     "ResponseContext",
+    "Retry",
+    "RetryError",
     "SessionLease",
     "SessionRegistry",
     "SessionStats",
+    "SitePolicy",
+    "SiteStats",
     "attach_named_session",
     "attach_session",
     "default_registry",

@@ -7,13 +7,14 @@ import sys
 import threading
 from collections.abc import Awaitable, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from aiohttp import ClientSession
 from yarl import URL
 
 from ._keys import make_key, parse_url
 from ._lease import Lease
+from ._policy import SitePolicy
 from ._registry import SessionRegistry, default_registry
 from ._request import PooledRequest, ResponseContext
 
@@ -154,6 +155,8 @@ class AbstractSessionContainer:
     """
 
     base_url: str | URL | None = None
+    #: A ``SitePolicy`` for ``base_url``'s origin, stated to the registry when a container is made.
+    policy: ClassVar[SitePolicy | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Refuse, at class creation, 0.1.3's ``session_hook``, which a shared session cannot honour."""
@@ -196,6 +199,14 @@ class AbstractSessionContainer:
             raise TypeError(f"session must be an aiohttp.ClientSession to borrow, or None, not {session!r}")
         url = parse_url(base_url if base_url is not None else type(self).base_url)
         key = make_key(url, session_kwargs, isolate_cookies=isolate_cookies)
+        policy = type(self).policy
+        if policy is not None:
+            if url is None:
+                raise ValueError(
+                    f"{type(self).__name__}.policy applies to the site of base_url, and there is none: "
+                    "set base_url, or state the policy with registry.set_policy(url, policy)"
+                )
+            registry.set_policy(url, policy)  # last: raises on a conflict before anything changed
         self.base_url = url
         # Relative URLs are resolved under the base path: "https://h/v3" + "users" is "https://h/v3/users".
         # Built from the encoded text, so that "group%2Fproject" in the path stays one segment.

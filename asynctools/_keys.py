@@ -19,6 +19,7 @@ __all__ = (
     "SessionKey",
     "check_session_kwargs",
     "make_key",
+    "origin_text",
     "parse_origin",
     "parse_url",
 )
@@ -254,11 +255,14 @@ class SessionKey:
 
     def origin_text(self) -> str | None:
         """The origin as ``scheme://host:port``, or ``None`` for the key without a URL."""
-        if self.origin is None:
-            return None
-        scheme, host, port = self.origin
-        shown = None if port == _DEFAULT_PORTS[scheme] else port  # as every yarl version prints it
-        return str(URL.build(scheme=scheme, host=host, port=shown))
+        return None if self.origin is None else origin_text(self.origin)
+
+
+def origin_text(origin: Origin) -> str:
+    """*origin* as ``scheme://host[:port]``, the port shown only when it is not the scheme's default."""
+    scheme, host, port = origin
+    shown = None if port == _DEFAULT_PORTS[scheme] else port  # as every yarl version prints it
+    return str(URL.build(scheme=scheme, host=host, port=shown))
 
 
 def make_key(url: object, session_kwargs: Mapping[str, Any], *, isolate_cookies: bool = False) -> SessionKey:

@@ -7,7 +7,7 @@ import contextvars
 import traceback
 import warnings
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import ClientSession, CookieJar
 
@@ -15,8 +15,9 @@ from ._closer import Closer
 from ._connector import SharedConnector
 from ._diagnostics import caller_stack, report_unreleased
 from ._idle import IdleSessions
-from ._keys import SessionKey
+from ._keys import Origin, SessionKey, origin_text
 from ._lease import Entry, HeldLease, Lease
+from ._policy import SitePolicy, SiteState
 from ._shutdown import ShutdownHook
 from ._stats import RegistryStats, SessionStats
 
@@ -38,6 +39,9 @@ class PoolOwner(Protocol):
 
     def _forget(self, pool: LoopPool, *, loop_shut_down: bool) -> None:
         """The pool closed: it takes no new users."""
+
+    def _session_middlewares(self) -> tuple[Any, ...]:
+        """The middlewares every new session gets before the user's own (site policies)."""
 
 
 class LoopPool:
@@ -87,6 +91,7 @@ class LoopPool:
         # (origin, option) -> frozen value -> open sessions, for options compared by identity.
         self._churn: dict[tuple[object, str], dict[object, int]] = {}
         self._churn_warned: set[tuple[object, str]] = set()
+        self._sites: dict[Origin, SiteState] = {}  # per origin with a policy: its limits and figures
         self._hook: ShutdownHook | None = None if shut_down else ShutdownHook(self._shutdown)
 
     # -- users -------------------------------------------------------------------------------------
@@ -157,7 +162,7 @@ class LoopPool:
             self._warn_of_churn(key)
             # Created before anything is counted: if aiohttp refuses the arguments, nothing changed.
             jar = None if key.isolation is None else key.isolation.cookie_jar(CookieJar)
-            session = self._connector.session(key, jar)
+            session = self._connector.session(key, jar, self._owner._session_middlewares())
             entry = Entry(key, session, self, self.loop, debug=self.debug)
             self._entries[session] = entry
             self._count_identity_options(key, +1)
@@ -165,6 +170,24 @@ class LoopPool:
             self.created += 1
         self._current[key] = entry
         return entry
+
+    # -- site policies -----------------------------------------------------------------------------
+
+    def site_state(self, origin: Origin, policy: SitePolicy) -> SiteState:
+        """The state (limits, figures) of *origin* on this loop, shared by all its sessions."""
+        state = self._sites.get(origin)
+        if state is None or state.policy != policy:
+            state = self._sites[origin] = SiteState(policy, origin_text(origin))
+        return state
+
+    def policies_changed(self) -> None:
+        """Sessions built so far lack the new policies: none is handed out again (those in use are
+        dropped when released)."""
+        self._current.clear()
+        for idle in (self._idle, self._idle_isolated):
+            if idle is not None:
+                for entry in idle.drain():
+                    self._drop(entry)
 
     # -- idling ------------------------------------------------------------------------------------
 
@@ -238,6 +261,9 @@ class LoopPool:
         """
         self.close_all()
         await self._closer.wait()
+        sites, self._sites = list(self._sites.values()), {}
+        for state in sites:
+            await state.aclose()
         if self._hook is not None:
             hook, self._hook = self._hook, None
             await hook.cancel()
@@ -331,6 +357,7 @@ class LoopPool:
             created=self.created,
             acquired=self.acquired,
             sessions=sessions,
+            sites=tuple(state.stats() for state in self._sites.values()),
         )
 
 

@@ -8,18 +8,23 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
 from aiohttp import ClientSession
+from yarl import URL
 
 from ._keys import SessionKey, make_key
 from ._lease import Entry, Lease
+from ._policy import SitePolicy, SiteState, site_middleware
 from ._pool import LoopPool
+from ._site_policies import PolicyBook, origin_of
 from ._stats import RegistryStats
 
 __all__ = ("SessionRegistry", "default_registry")
+
+_running_loop = asyncio._get_running_loop  # None outside a loop, instead of an exception
 
 
 class SessionRegistry:
@@ -37,8 +42,11 @@ class SessionRegistry:
     made, and ``close()`` or the loop's shutdown report those never released as a ``ResourceWarning``
     with that traceback.
 
-    Raises ``TypeError`` or ``ValueError`` for an *idle_timeout* that is not a finite number >= 0 or a
-    *max_idle* that is not an int >= 0.
+    *policies* maps site URLs to the ``SitePolicy`` (retries, rate and concurrency limits) every request
+    to that origin obeys; see ``set_policy()``.
+
+    Raises ``TypeError`` or ``ValueError`` for an *idle_timeout* that is not a finite number >= 0, a
+    *max_idle* that is not an int >= 0, or a bad or conflicting policy (see ``set_policy()``).
 
         registry = SessionRegistry(idle_timeout=30)
 
@@ -47,7 +55,14 @@ class SessionRegistry:
                 items = await resp.json()
     """
 
-    def __init__(self, *, idle_timeout: float = 15.0, max_idle: int = 64, debug: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        idle_timeout: float = 15.0,
+        max_idle: int = 64,
+        debug: bool = False,
+        policies: Mapping[Any, SitePolicy] | None = None,
+    ) -> None:
         if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)):
             raise TypeError(f"idle_timeout must be a number of seconds, not {idle_timeout!r}")
         if not (math.isfinite(idle_timeout) and idle_timeout >= 0):
@@ -56,6 +71,11 @@ class SessionRegistry:
             raise TypeError(f"max_idle must be an int, not {max_idle!r}")
         if max_idle < 0:
             raise ValueError(f"max_idle must be >= 0 (0 keeps no idle session), not {max_idle!r}")
+        book = PolicyBook()
+        for url, policy in (policies or {}).items():
+            book.state(url, policy)
+        self._policies = book
+        self._middleware = site_middleware(self._site_state)
         self._idle_timeout = float(idle_timeout)
         self._max_idle = max_idle
         self._debug = bool(debug)
@@ -82,6 +102,42 @@ class SessionRegistry:
     def max_idle(self) -> int:
         """How many unused sessions are kept open at most, per loop."""
         return self._max_idle
+
+    # -- site policies ------------------------------------------------------------------------------
+
+    def set_policy(self, url: Any, policy: SitePolicy) -> None:
+        """Make every request to *url*'s origin through this registry's sessions obey *policy*.
+
+        It applies whatever the other session options are, counted across every session of that origin
+        on a loop, from the next request on. Raises ``TypeError`` for a *policy* that is not a
+        ``SitePolicy`` or a *url* that is not a str or URL, ``ValueError`` for a bad *url* or when the
+        origin already has another policy (an equal one is accepted). Nothing changes when it raises.
+
+            registry.set_policy("https://api.github.com", SitePolicy(rate=RateLimit(5000, per=3600)))
+        """
+        generation = self._policies.generation
+        self._policies.state(url, policy)
+        if self._policies.generation == generation:
+            return  # the same policy again
+        with self._lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            if pool.loop is _running_loop():
+                pool.policies_changed()
+            elif not pool.loop.is_closed():
+                pool.loop.call_soon_threadsafe(pool.policies_changed)
+
+    def _session_middlewares(self) -> tuple[Any, ...]:
+        return (self._middleware,) if self._policies else ()
+
+    def _site_state(self, url: URL) -> SiteState | None:
+        """The policy state of a request's site on the running loop (the middleware's lookup)."""
+        origin = origin_of(url)
+        policy = self._policies.get(origin)
+        if policy is None or origin is None:
+            return None
+        pool = self._pools.get(asyncio.get_running_loop())
+        return None if pool is None else pool.site_state(origin, policy)
 
     # -- the pool of the running loop ---------------------------------------------------------------
 

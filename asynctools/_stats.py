@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._policy import SiteStats
+
 __all__ = ("RegistryStats", "SessionStats")
 
 
@@ -23,7 +25,8 @@ class RegistryStats:
 
     ``open``: sessions not closed; ``in_use``: sessions with at least one user; ``idle``: open sessions
     with none, kept warm; ``created`` and ``acquired``: counts since the registry first served this loop
-    or was last closed on it; ``sessions``: one ``SessionStats`` per session, with its number of users.
+    or was last closed on it; ``sessions``: one ``SessionStats`` per session, with its number of users;
+    ``sites``: the figures of each site with a ``SitePolicy`` (retries, rate-limit waits, give-ups).
     """
 
     open: int
@@ -32,3 +35,4 @@ class RegistryStats:
     created: int
     acquired: int
     sessions: tuple[SessionStats, ...]
+    sites: tuple[SiteStats, ...] = ()

@@ -1,0 +1,66 @@
+"""Which origin obeys which ``SitePolicy``, for one registry."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from yarl import URL
+
+from ._keys import Origin, parse_origin
+from ._policy import SitePolicy
+
+__all__ = ("PolicyBook", "origin_of")
+
+
+def origin_of(url: URL) -> Origin | None:
+    """The normalised origin of a request's URL (as ``parse_origin`` gives it), cheaply."""
+    host, port = url.raw_host, url.port
+    if host is None or port is None:
+        return None
+    return (url.scheme, host.lower(), port)
+
+
+class PolicyBook:
+    """The policies stated for a registry's origins; ``generation`` counts the changes.
+
+    A session is built with the policy middleware only while some policy exists, so a registry without
+    any costs exactly what it did. Sessions built before a change are replaced at their next checkout
+    (the pool compares generations), so a policy applies to every request made after it was stated.
+    """
+
+    def __init__(self) -> None:
+        self._policies: dict[Origin, SitePolicy] = {}
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._policies)
+
+    def get(self, origin: Origin | None) -> SitePolicy | None:
+        """The policy of *origin*, or ``None``."""
+        return None if origin is None else self._policies.get(origin)
+
+    def state(self, url: Any, policy: object) -> None:
+        """Make *policy* the one of *url*'s origin.
+
+        Raises ``TypeError`` for a *policy* that is not a ``SitePolicy``, what ``parse_origin`` raises for
+        a bad *url*, and ``ValueError`` when the origin already has another policy; equal policies are
+        one policy. Nothing changes when it raises.
+        """
+        if not isinstance(policy, SitePolicy):
+            raise TypeError(f"a site policy must be a SitePolicy, not {policy!r}")
+        origin = parse_origin(url)
+        if origin is None:
+            raise ValueError("a site policy needs the URL of the site it applies to, not None")
+        with self._lock:
+            current = self._policies.get(origin)
+            if current == policy:
+                return
+            if current is not None:
+                raise ValueError(
+                    f"{url!r} already has the site policy {current!r}; one origin obeys one policy: "
+                    f"state {policy!r} for it in one place, or make the two equal"
+                )
+            self._policies[origin] = policy
+            self.generation += 1
