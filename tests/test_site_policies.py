@@ -84,9 +84,11 @@ async def test_a_containers_policy_covers_helpers_decorated_methods_and_registry
     assert await api.flaky("decorated") == 200
     async with api.get("flaky", params={"tag": "helper"}) as resp:
         assert resp.status == 200
-    async with registry.session(flaky.url(), raise_for_status=True) as session:  # other options too
-        async with session.get(flaky.url("/flaky"), params={"tag": "registry"}) as resp:
-            assert resp.status == 200
+    async with (
+        registry.session(flaky.url(), raise_for_status=True) as session,  # other options too
+        session.get(flaky.url("/flaky"), params={"tag": "registry"}) as resp,
+    ):
+        assert resp.status == 200
     assert flaky.failures == {"decorated": 3, "helper": 3, "registry": 3}
     (site,) = registry.stats().sites
     assert site.retries["503"] == 6 and site.gave_up == 0
@@ -97,9 +99,11 @@ async def test_a_concurrency_limit_holds_across_every_session_of_the_origin(flak
     registry = SessionRegistry(policies={flaky.url(): SitePolicy(retry=None, concurrency=1)})
 
     async def call(n: int) -> str:
-        async with registry.session(flaky.url(), headers={"X-N": str(n % 3)}) as session:
-            async with session.get(flaky.url("/slow")) as resp:
-                return await resp.text()
+        async with (
+            registry.session(flaky.url(), headers={"X-N": str(n % 3)}) as session,
+            session.get(flaky.url("/slow")) as resp,
+        ):
+            return await resp.text()
 
     assert await asyncio.gather(*(call(n) for n in range(6))) == ["done"] * 6
     assert registry.stats().created == 3  # three sessions (three header sets), one limit
@@ -109,9 +113,11 @@ async def test_a_concurrency_limit_holds_across_every_session_of_the_origin(flak
 
 async def test_no_policy_means_no_retry_and_no_site_figures(flaky):
     registry = SessionRegistry()
-    async with registry.session(flaky.url()) as session:
-        async with session.get(flaky.url("/flaky"), params={"tag": "plain"}) as resp:
-            assert resp.status == 503
+    async with (
+        registry.session(flaky.url()) as session,
+        session.get(flaky.url("/flaky"), params={"tag": "plain"}) as resp,
+    ):
+        assert resp.status == 503
     assert flaky.failures == {"plain": 1}
     assert registry.stats().sites == ()
     await registry.close()
@@ -127,21 +133,27 @@ async def test_conflicting_policies_for_one_origin_are_refused_and_change_nothin
         Other(registry=registry)
     with pytest.raises(TypeError, match="must be a SitePolicy"):
         registry.set_policy(flaky.url(), "retry please")  # type: ignore[arg-type]
-    async with registry.session(flaky.url()) as session:
-        async with session.get(flaky.url("/flaky"), params={"tag": "kept"}) as resp:
-            assert resp.status == 200  # the first policy still rules
+    async with (
+        registry.session(flaky.url()) as session,
+        session.get(flaky.url("/flaky"), params={"tag": "kept"}) as resp,
+    ):
+        assert resp.status == 200  # the first policy still rules
     await registry.close()
 
 
 async def test_a_policy_stated_after_sessions_exist_applies_to_the_next_request(flaky):
     registry = SessionRegistry()
-    async with registry.session(flaky.url()) as session:
-        async with session.get(flaky.url("/flaky"), params={"tag": "before"}) as resp:
-            assert resp.status == 503
+    async with (
+        registry.session(flaky.url()) as session,
+        session.get(flaky.url("/flaky"), params={"tag": "before"}) as resp,
+    ):
+        assert resp.status == 503
     registry.set_policy(flaky.url(), SitePolicy(retry=FAST_RETRY))
-    async with registry.session(flaky.url()) as session:
-        async with session.get(flaky.url("/flaky"), params={"tag": "after"}) as resp:
-            assert resp.status == 200
+    async with (
+        registry.session(flaky.url()) as session,
+        session.get(flaky.url("/flaky"), params={"tag": "after"}) as resp,
+    ):
+        assert resp.status == 200
     assert registry.stats().created == 2  # the idle session built without the policy was replaced
     await registry.close()
 
