@@ -6,6 +6,7 @@ container that talks to the same site shares one ``ClientSession`` through a ``S
 
 from ._container import AbstractSessionContainer
 from ._decorators import attach_named_session, attach_session
+from ._metrics import SiteMetricsSnapshot
 from ._policy import RateLimit, RedisLimit, RedisLimitError, Retry, RetryError, SitePolicy, SiteStats
 from ._registry import SessionLease, SessionRegistry, default_registry
 from ._request import ResponseContext
@@ -25,6 +26,7 @@ __all__ = (
     "SessionLease",
     "SessionRegistry",
     "SessionStats",
+    "SiteMetricsSnapshot",
     "SitePolicy",
     "SiteStats",
     "attach_named_session",

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from aiohttp import ClientSession, CookieJar
+from aiohttp import ClientSession, CookieJar, TraceConfig
 
 from ._closer import Closer
 from ._connector import SharedConnector
@@ -42,6 +42,9 @@ class PoolOwner(Protocol):
 
     def _session_middlewares(self) -> tuple[Any, ...]:
         """The middlewares every new session gets before the user's own (site policies)."""
+
+    def _session_trace_configs(self) -> tuple[TraceConfig, ...]:
+        """The trace configs every new session gets after the user's own (metrics)."""
 
 
 class LoopPool:
@@ -162,7 +165,9 @@ class LoopPool:
             self._warn_of_churn(key)
             # Created before anything is counted: if aiohttp refuses the arguments, nothing changed.
             jar = None if key.isolation is None else key.isolation.cookie_jar(CookieJar)
-            session = self._connector.session(key, jar, self._owner._session_middlewares())
+            session = self._connector.session(
+                key, jar, self._owner._session_middlewares(), self._owner._session_trace_configs()
+            )
             entry = Entry(key, session, self, self.loop, debug=self.debug)
             self._entries[session] = entry
             self._count_identity_options(key, +1)

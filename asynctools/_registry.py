@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 import threading
@@ -12,11 +13,12 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from aiohttp import ClientSession
+from aiohttp import ClientSession, TraceConfig
 from yarl import URL
 
 from ._keys import SessionKey, make_key
 from ._lease import Entry, Lease
+from ._metrics import SiteMetricsBook, metrics_trace_config
 from ._policy import SitePolicy, SiteState, site_middleware
 from ._pool import LoopPool
 from ._site_policies import PolicyBook, origin_of
@@ -42,6 +44,12 @@ class SessionRegistry:
     made, and ``close()`` or the loop's shutdown report those never released as a ``ResourceWarning``
     with that traceback.
 
+    With *metrics*, every session it builds also reports to the registry's own ``TraceConfig`` (yours
+    still run): per site, requests, responses by status class, errors, connections opened and reused,
+    time queued for a connection, DNS lookups and cache hits, latency p50/p99, in ``stats().metrics``
+    and, with the ``otel`` extra, through OpenTelemetry (``asynctools.otel.instrument(registry)``). Off by
+    default: aiohttp's tracing costs several percent per request (see the docs' performance page).
+
     *policies* maps site URLs to the ``SitePolicy`` (retries, rate and concurrency limits) every request
     to that origin obeys; see ``set_policy()``.
 
@@ -62,6 +70,7 @@ class SessionRegistry:
         max_idle: int = 64,
         debug: bool = False,
         policies: Mapping[Any, SitePolicy] | None = None,
+        metrics: bool = False,
     ) -> None:
         if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)):
             raise TypeError(f"idle_timeout must be a number of seconds, not {idle_timeout!r}")
@@ -76,6 +85,11 @@ class SessionRegistry:
             book.state(url, policy)
         self._policies = book
         self._middleware = site_middleware(self._site_state)
+        #: Per-site figures from aiohttp's tracing (``metrics=True``), else ``None``; see ``stats()``.
+        self.metrics: SiteMetricsBook | None = SiteMetricsBook() if metrics else None
+        self._trace_configs: tuple[TraceConfig, ...] = ()
+        if self.metrics is not None:
+            self._trace_configs = (metrics_trace_config(self.metrics.lookup),)
         self._idle_timeout = float(idle_timeout)
         self._max_idle = max_idle
         self._debug = bool(debug)
@@ -129,6 +143,9 @@ class SessionRegistry:
 
     def _session_middlewares(self) -> tuple[Any, ...]:
         return (self._middleware,) if self._policies else ()
+
+    def _session_trace_configs(self) -> tuple[TraceConfig, ...]:
+        return self._trace_configs
 
     def _site_state(self, url: URL) -> SiteState | None:
         """The policy state of a request's site on the running loop (the middleware's lookup)."""
@@ -303,9 +320,14 @@ class SessionRegistry:
                 "stats() reports on the running event loop; call it from a coroutine"
             ) from None
         pool = self._pools.get(loop)
-        if pool is None:
-            return RegistryStats(open=0, in_use=0, idle=0, created=0, acquired=0, sessions=())
-        return pool.stats()
+        stats = (
+            RegistryStats(open=0, in_use=0, idle=0, created=0, acquired=0, sessions=())
+            if pool is None
+            else pool.stats()
+        )
+        if self.metrics is None:
+            return stats
+        return dataclasses.replace(stats, metrics=self.metrics.snapshot())
 
 
 class SessionLease:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._metrics import SiteMetricsSnapshot
 from ._policy import SiteStats
 
 __all__ = ("RegistryStats", "SessionStats")
@@ -26,7 +27,8 @@ class RegistryStats:
     ``open``: sessions not closed; ``in_use``: sessions with at least one user; ``idle``: open sessions
     with none, kept warm; ``created`` and ``acquired``: counts since the registry first served this loop
     or was last closed on it; ``sessions``: one ``SessionStats`` per session, with its number of users;
-    ``sites``: the figures of each site with a ``SitePolicy`` (retries, rate-limit waits, give-ups).
+    ``sites``: the figures of each site with a ``SitePolicy`` (retries, rate-limit waits, give-ups);
+    ``metrics``: with ``SessionRegistry(metrics=True)``, each site's traffic (all loops of the registry).
     """
 
     open: int
@@ -36,3 +38,4 @@ class RegistryStats:
     acquired: int
     sessions: tuple[SessionStats, ...]
     sites: tuple[SiteStats, ...] = ()
+    metrics: tuple[SiteMetricsSnapshot, ...] = ()
