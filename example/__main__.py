@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
 import socket
 import sys
@@ -16,8 +17,10 @@ from .server import check_upstream, make_app
 DESCRIPTION = """\
 Serve the maths server of the aiohttp-asynctools 0.1.3 README, by default on http://localhost:8080:
 GET /squares?values=1,2,3 squares each value through a math API, GET / is the same as a web page, and
-GET /stats shows the session registry at work. Unless --upstream is given, the same process also serves a
-local stand-in for the math API, so no network is needed. Ctrl-C stops the server.
+GET /stats shows the session registry at work: sessions, connections opened and reused, latency, and the
+retries and rate-limit waits of the math API's site policy. Unless --upstream is given, the same process
+also serves a local stand-in for the math API, so no network is needed (--flaky makes it fail a share of
+requests, to see the retries). Ctrl-C stops the server.
 """
 
 
@@ -36,6 +39,16 @@ def upstream_url(text: str) -> str:
         return check_upstream(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def flaky_share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = math.nan
+    if not 0 <= share <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} is not a share from 0 to 1, such as 0.2")
+    return share
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,7 +74,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "for example http://api.mathjs.org/v4 (default: the local stand-in)"
         ),
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--flaky",
+        type=flaky_share,
+        default=0.0,
+        metavar="SHARE",
+        help=(
+            "make the local stand-in answer this share of requests (0 to 1, e.g. 0.2) with 429 Too Many "
+            "Requests (Retry-After: 0) or 503, in turn, never twice in a row for one expression, so that "
+            "the site policy's retries show on the page and in /stats (default: 0, never)"
+        ),
+    )
+    args = parser.parse_args(argv)
+    if args.flaky and args.upstream is not None:
+        parser.error("--flaky applies to the local stand-in only: it cannot be used with --upstream")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"maths server on {url}: try  curl '{url}/squares?values=1,2,3,4,5,6,7,8,9,10'", flush=True)
 
     try:
-        web.run_app(make_app(args.upstream), host=args.host, port=args.port, print=banner)
+        web.run_app(make_app(args.upstream, flaky=args.flaky), host=args.host, port=args.port, print=banner)
     except OSError as exc:
         if listening:
             raise

@@ -1,7 +1,9 @@
 """The maths server: ``GET /squares?values=1,2,3`` squares each value through one shared session.
 
 ``GET /`` is the same as a web page (a form and a table, rendered on the server, no JavaScript);
-``GET /stats`` shows the registry at work: one session created, ``acquired`` growing per request.
+``GET /stats`` shows the registry at work: one session created, ``acquired`` growing per request, and per
+upstream site (``upstreams``) the metrics of ``SessionRegistry(metrics=True)`` (connections opened and
+reused, latency) and the figures of ``MathRequests``' site policy (retries by cause, rate-limit waits).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import dataclasses
 import math
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from .expression import NUMBER
 from .maths import MathRequests
 from .upstream import make_upstream_app
 
-__all__ = ("MAX_VALUES", "BadInput", "UpstreamFailed", "check_upstream", "make_app")
+__all__ = ("MAX_VALUES", "BadInput", "UpstreamFailed", "check_upstream", "make_app", "upstream_figures")
 
 MAX_VALUES = 1000
 HERE = Path(__file__).parent
@@ -110,12 +112,82 @@ async def index(request: web.Request) -> web.Response:
             context["error"], status = str(exc), 400
         except UpstreamFailed as exc:
             context["error"], status = str(exc), 502
-    context["stats"] = request.app[REGISTRY].stats()
+    context["stats"] = stats = request.app[REGISTRY].stats()
+    context["upstreams"] = upstream_figures(stats)
+    context["policy"] = MathRequests.policy
     return aiohttp_jinja2.render_template("index.html", request, context, status=status)
 
 
+def _site(origin: str | None) -> str:
+    """One spelling per origin (``http://a`` and ``http://a:80`` are one site): ``scheme://host:port``."""
+    url = URL(origin or "")
+    return f"{url.scheme}://{url.host}:{url.port}" if url.host else str(origin)
+
+
+def upstream_figures(stats: asynctools.RegistryStats) -> list[dict[str, Any]]:
+    """Per upstream site, what the page and ``/stats`` show: its sessions, metrics and policy figures.
+
+    One dict per origin the registry holds a session for or has figures of, in origin order: ``origin``;
+    ``sessions``: ``open`` and ``idle`` for this origin, ``created`` for the whole registry on this loop;
+    from the metrics (``SessionRegistry(metrics=True)``, else ``None``): ``requests``,
+    ``connections_opened`` / ``connections_reused``, ``latency_p50_ms`` / ``latency_p99_ms`` (``None``
+    before any request) and ``responses`` by status class; from the site policy (else ``None``):
+    ``attempts``, ``retries`` by cause, ``gave_up``, ``rate_waits`` and ``rate_wait_seconds``.
+    """
+    metrics = {_site(site.origin): site for site in stats.metrics}
+    policies = {_site(site.origin): site for site in stats.sites}
+    sessions = [(_site(session.origin), session) for session in stats.sessions if not session.closed]
+    figures = []
+    for origin in sorted(metrics.keys() | policies.keys() | {origin for origin, _ in sessions}):
+        m, p = metrics.get(origin), policies.get(origin)
+        mine = [session for key, session in sessions if key == origin]
+        figures.append(
+            {
+                "origin": origin,
+                "sessions": {
+                    "open": len(mine),
+                    "idle": sum(session.idle for session in mine),
+                    "created": stats.created,
+                },
+                "requests": m.requests if m else None,
+                "connections_opened": m.connections_opened if m else None,
+                "connections_reused": m.connections_reused if m else None,
+                "latency_p50_ms": _ms(m.latency_p50) if m else None,
+                "latency_p99_ms": _ms(m.latency_p99) if m else None,
+                "responses": {k: v for k, v in m.responses.items() if v} if m else None,
+                "attempts": p.attempts if p else None,
+                "retries": dict(p.retries) if p else None,
+                "gave_up": p.gave_up if p else None,
+                "rate_waits": p.rate_waits if p else None,
+                "rate_wait_seconds": round(p.rate_wait_seconds, 3) if p else None,
+            }
+        )
+    return figures
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+def _jsonable(value: Any) -> Any:
+    """The stats as JSON values: dataclasses and read-only mappings (``MappingProxyType``) as dicts.
+
+    Not ``dataclasses.asdict()``: it deep-copies the mappings, and a ``MappingProxyType`` cannot be copied.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: _jsonable(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    return value
+
+
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response(dataclasses.asdict(request.app[REGISTRY].stats()))
+    snapshot = request.app[REGISTRY].stats()
+    body = _jsonable(snapshot)
+    body["upstreams"] = upstream_figures(snapshot)
+    return web.json_response(body)
 
 
 def check_upstream(url: str) -> str:
@@ -133,17 +205,27 @@ def check_upstream(url: str) -> str:
 
 
 def make_app(
-    upstream: str | None = None, *, timeout: float = 5.0, registry: asynctools.SessionRegistry | None = None
+    upstream: str | None = None,
+    *,
+    timeout: float = 5.0,
+    registry: asynctools.SessionRegistry | None = None,
+    flaky: float = 0.0,
 ) -> web.Application:
     """The maths app; with no *upstream*, it also serves its own math API on a free loopback port.
 
     *upstream* is the URL of a mathjs-compatible ``GET ...?expr=`` endpoint (``ValueError`` if it is not an
-    absolute http(s) URL); *timeout* is how long a call to the math API may take, in seconds.
+    absolute http(s) URL); *timeout* is how long a call to the math API may take, in seconds. *flaky* is
+    the share of requests (0 to 1) the embedded math API answers with 429 or 503, to see retries
+    (``ValueError`` if it is out of range, or given with an *upstream*). *registry* defaults to a
+    ``SessionRegistry(metrics=True)`` of the app's own.
     """
     if upstream is not None:
         check_upstream(upstream)
+        if flaky:
+            raise ValueError(f"flaky={flaky!r} applies to the embedded math API, not to {upstream!r}")
+    upstream_app = make_upstream_app(flaky) if upstream is None else None  # checks *flaky* now
     app = web.Application()
-    app[REGISTRY] = registry if registry is not None else asynctools.SessionRegistry()
+    app[REGISTRY] = registry if registry is not None else asynctools.SessionRegistry(metrics=True)
     app[TIMEOUT] = timeout
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
     app.router.add_get("/", index)
@@ -152,7 +234,8 @@ def make_app(
     app.router.add_static("/static", HERE / "static")
 
     async def embedded_upstream(app: web.Application) -> AsyncIterator[None]:
-        runner = web.AppRunner(make_upstream_app())
+        assert upstream_app is not None
+        runner = web.AppRunner(upstream_app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
