@@ -49,7 +49,8 @@ class LocalLimiter:
     def __init__(self, rate: RateLimit, figures: _Figures | None = None) -> None:
         self._limit = rate.requests
         self._per = float(rate.per)
-        self._starts: collections.deque[float] = collections.deque()
+        # Only the last `requests` starts can hold a new one back: older ones fall off by themselves.
+        self._starts: collections.deque[float] = collections.deque(maxlen=rate.requests)
         self._interval = self._per / rate.requests
         # GCRA tolerance: how far ahead of the steady pace the theoretical arrival time may run.
         self._tolerance = None if rate.burst is None else self._interval * (rate.burst - 1)
@@ -66,6 +67,10 @@ class LocalLimiter:
         if self._tolerance is not None:
             delay = max(delay, self._tat - self._tolerance - now)
         return delay
+
+    def record(self, now: float) -> None:
+        """Count a start made elsewhere (granted by Redis) at loop time *now*, without waiting."""
+        self._take(now)
 
     def _take(self, now: float) -> None:
         self._starts.append(now)
@@ -171,6 +176,9 @@ class RedisLimiter:
             return None
         try:
             if await self._strategy.hit(self._item, self._origin):
+                # Kept in the local log too, so that a fallback to it goes on from this process's window
+                # instead of an empty one (which would let a second full window through at once).
+                self._local.record(loop.time())
                 return None
             stats = await self._strategy.get_window_stats(self._item, self._origin)
         except self._errors as exc:

@@ -107,20 +107,23 @@ class SiteState:
         semaphore = self._semaphore
         if semaphore is not None:
             await semaphore.acquire()
-        done = False
+        done = counted = False
 
         def release() -> None:
             nonlocal done
             if not done:
                 done = True
-                self._in_flight -= 1
+                if counted:
+                    self._in_flight -= 1
                 if semaphore is not None:
                     semaphore.release()
 
-        self._in_flight += 1
         try:
             if self._limiter is not None:
                 await self._limiter.acquire()
+            # In flight from here: a request waiting for the rate limit has not been sent.
+            counted = True
+            self._in_flight += 1
             self._attempts += 1
             resp = await handler(req)
         except BaseException:
