@@ -17,7 +17,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+import asynctools
+from example.maths import MATHS_POLICY
 from example.server import make_app
+from example.upstream import FlakySchedule
 
 ROOT = Path(__file__).parent.parent
 SEED_JSON = {
@@ -286,9 +289,153 @@ def test_help_is_plain_text_with_help_for_every_option():
     assert "http://localhost:8080" in out
     options = out.split("options:", 1)[1]
     entries = [line.strip() for line in options.splitlines() if line.strip()]
-    for option in ("--host", "--port", "--upstream"):
+    for option in ("--host", "--port", "--upstream", "--flaky"):
         (entry,) = [e for e in entries if e.startswith(option)]
         described = entry.split(None, 2)[2:]  # past the option and its metavar
         following = entries[entries.index(entry) + 1]
         assert described or not following.startswith("-"), f"{option} has no help: {out}"
     assert "default: localhost" in options and "default: 8080" in options
+
+
+# -- the site policy, the metrics and --flaky ----------------------------------------------------------------
+
+THOUSAND = ",".join(str(i) for i in range(1000))
+
+
+def upstream_of(stats: dict) -> dict:
+    (site,) = stats["upstreams"]  # one upstream site: the embedded math API
+    return site
+
+
+async def test_stats_show_one_session_and_a_few_connections_serving_a_thousand_squares(maths):
+    body = await (await maths.get("/squares", params={"values": THOUSAND})).json()
+    assert body["results"] == [str(i * i) for i in range(1000)]
+    stats = await (await maths.get("/stats")).json()
+    site = upstream_of(stats)
+    assert site["origin"] == stats["sessions"][0]["origin"]
+    assert site["sessions"] == {"open": 1, "idle": 1, "created": 1}
+    assert site["requests"] == site["attempts"] == 1000
+    assert site["responses"] == {"2xx": 1000}
+    # Every request went over a connection; the concurrency limit (8) bounds how many were ever opened.
+    assert site["connections_opened"] + site["connections_reused"] == 1000
+    assert 1 <= site["connections_opened"] <= MATHS_POLICY.concurrency
+    assert 0 < site["latency_p50_ms"] <= site["latency_p99_ms"]
+    assert site["retries"] == {} and site["gave_up"] == 0
+    # 1,000 asked at once against 500 a second, at most 50 back to back: most waited for the rate limit.
+    assert site["rate_waits"] > 500
+    assert site["rate_wait_seconds"] > 0
+    # The raw figures are there too, as the library gives them.
+    (metrics,) = stats["metrics"]
+    assert metrics["requests"] == 1000 and metrics["latency_count"] == 1000
+    (policy,) = stats["sites"]
+    assert policy["attempts"] == 1000
+
+
+async def test_the_flaky_stand_in_is_retried_and_the_squares_still_come_out_right(aiohttp_client):
+    maths = await aiohttp_client(make_app(flaky=0.2))
+    body = await (await maths.get("/squares", params={"values": THOUSAND})).json()
+    assert body["results"] == [str(i * i) for i in range(1000)]
+    site = upstream_of(await (await maths.get("/stats")).json())
+    retries = site["retries"]
+    assert retries["429"] > 0 and retries["503"] > 0  # the stand-in gives them in turn
+    assert abs(retries["429"] - retries["503"]) <= 1
+    assert site["gave_up"] == 0
+    # A fifth of the attempts failed and were tried again.
+    assert site["attempts"] == 1000 + retries["429"] + retries["503"]
+    assert 0.15 <= (site["attempts"] - 1000) / site["attempts"] <= 0.25
+    # The metrics see the requests as the code made them, retries inside: 1,000, all answered 2xx...
+    assert site["requests"] == 1000 and site["responses"] == {"2xx": 1000}
+    # ...and every attempt took a connection, a few of them opened.
+    assert site["connections_opened"] + site["connections_reused"] == site["attempts"]
+    assert site["connections_opened"] <= MATHS_POLICY.concurrency < site["requests"] / 100
+
+
+async def test_an_upstream_failing_every_first_attempt_still_squares_everything(aiohttp_client):
+    maths = await aiohttp_client(make_app(flaky=1))
+    body = await (await maths.get("/squares", params={"values": "1,2,3,4,5,6"})).json()
+    assert body["results"] == ["1", "4", "9", "16", "25", "36"]
+    site = upstream_of(await (await maths.get("/stats")).json())
+    assert site["retries"] == {"429": 3, "503": 3}
+    assert site["attempts"] == 12 and site["gave_up"] == 0
+
+
+def test_the_flaky_schedule_fails_that_share_and_never_one_expression_twice_in_a_row():
+    schedule = FlakySchedule(0.2)
+    answers = [schedule.failure(f"({n})^2") for n in range(20)]
+    failed = [n for n, answer in enumerate(answers) if answer is not None]
+    assert failed == [4, 9, 14, 19]
+    assert [answers[n].status for n in failed] == [429, 503, 429, 503]  # type: ignore[union-attr]
+    assert answers[4].headers["Retry-After"] == "0"  # type: ignore[union-attr]
+    assert schedule.failure("(24)^2") is None  # request 20 would not fail anyway
+    always = FlakySchedule(1)
+    assert always.failure("(1)^2") is not None
+    assert always.failure("(1)^2") is None  # the retry gets through
+    assert always.failure("(1)^2") is not None
+    never = FlakySchedule(0)
+    assert all(never.failure("(1)^2") is None for _ in range(100))
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, float("nan"), True, "0.2"])
+def test_a_flaky_share_out_of_range_is_refused(share):
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        FlakySchedule(share)
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        make_app(flaky=share)
+
+
+def test_flaky_applies_to_the_stand_in_only():
+    with pytest.raises(ValueError, match="embedded math API"):
+        make_app("http://127.0.0.1:9/v4", flaky=0.2)
+
+
+async def test_the_page_shows_the_upstream_figures(maths):
+    page = await (await maths.get("/")).text()
+    assert 'class="upstream"' not in page  # nothing asked of the math API yet
+    html = await (await maths.get("/", params={"values": ",".join(str(i) for i in range(20))})).text()
+    assert '<dd data-figure="requests">20</dd>' in html
+    assert '<dd data-figure="attempts">20</dd>' in html
+    assert "1 open, 1 idle" in html
+    assert '<dd data-figure="retries">none</dd>' in html
+    assert 'data-figure="latency_p50_ms"' in html
+
+
+async def test_the_page_shows_retries_by_cause(aiohttp_client):
+    maths = await aiohttp_client(make_app(flaky=0.5))
+    html = await (await maths.get("/", params={"values": "1,2,3,4"})).text()
+    assert '<dd data-figure="retries">1 after 429, 1 after 503</dd>' in html
+
+
+async def test_a_registry_without_metrics_still_shows_its_policy_figures(aiohttp_client):
+    maths = await aiohttp_client(make_app(registry=asynctools.SessionRegistry()))
+    html = await (await maths.get("/", params={"values": "1,2"})).text()
+    assert 'data-figure="requests"' not in html and '<dd data-figure="attempts">2</dd>' in html
+    site = upstream_of(await (await maths.get("/stats")).json())
+    assert site["requests"] is None and site["connections_opened"] is None
+    assert site["attempts"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--flaky", "1.5"), "argument --flaky: 1.5 is not a share from 0 to 1"),
+        (("--flaky", "often"), "argument --flaky: often is not a share from 0 to 1"),
+        (("--flaky", "0.2", "--upstream", "http://127.0.0.1:9/v4"), "--flaky applies to the local stand-in"),
+    ],
+)
+def test_a_bad_flaky_is_refused_by_argparse(args, words):
+    code, out, err = run_example("--host", "127.0.0.1", "--port", str(free_port()), *args)
+    assert code == 2, err
+    assert out == ""
+    assert words in err.splitlines()[-1]
+
+
+def test_python_m_example_flaky_retries_and_shows_them_in_stats():
+    server = RunningExample("--flaky", "0.5")
+    try:
+        assert json.loads(server.get("/squares?values=1,2,3,4,5,6,7,8,9,10")) == SEED_JSON
+        site = upstream_of(json.loads(server.get("/stats")))
+    finally:
+        code, err = server.interrupt()
+    assert code == 0, err
+    assert site["retries"] == {"429": 3, "503": 2} or site["retries"] == {"429": 3, "503": 3}
+    assert site["gave_up"] == 0 and site["requests"] == 10
