@@ -16,15 +16,15 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, settings
 
 import asynctools
-# Its entry point is turned off in setup.cfg (see there): loaded here, once coverage measures.
-pytest_plugins = ["asynctools.pytest_plugin"]
-
 from asynctools.pytest_plugin import (
     _describe_open_sessions,
     _describe_reports,
     _open_sessions,
     _pending_tasks,
 )
+
+# Its entry point is turned off in setup.cfg (see there): loaded here, once coverage measures.
+pytest_plugins = ["asynctools.pytest_plugin"]
 
 # No time limits in tests: a loaded CI machine must not turn slowness into failures.
 settings.register_profile("asynctools", deadline=None, suppress_health_check=[HealthCheck.too_slow])

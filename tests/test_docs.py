@@ -229,8 +229,8 @@ def test_snippets_type_check(tmp_path: Path) -> None:
 def test_every_page_is_covered() -> None:
     names = {page.stem for page in PAGES}
     assert names >= {
-        "index", "quickstart", "containers", "registry", "policies", "recipes", "testing", "sharing", "idle", "loops",
-        "leaks", "guarantees", "performance", "migration", "api",
+        "index", "quickstart", "containers", "registry", "policies", "recipes", "testing", "sharing", "idle",
+        "loops", "leaks", "guarantees", "performance", "migration", "api",
     }  # fmt: skip
     assert len(DOC_SNIPPETS) >= 15
 

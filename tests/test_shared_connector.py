@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from conftest import Upstream, read_json
 
 from asynctools import SessionRegistry
-
-from conftest import Upstream, read_json
 
 
 async def get_echo(session: aiohttp.ClientSession, upstream: Upstream) -> dict[str, object]:
@@ -59,9 +58,11 @@ async def test_a_users_connector_is_theirs_alone_and_never_closed(upstream):
 
 async def test_options_that_build_a_connector_get_their_own(upstream):
     registry = SessionRegistry()
-    async with registry.session(upstream.url()) as shared:
-        async with registry.session(upstream.url(), connector_owner=True) as other:
-            assert other.connector is not None and other.connector is not shared.connector
+    async with (
+        registry.session(upstream.url()) as shared,
+        registry.session(upstream.url(), connector_owner=True) as other,
+    ):
+        assert other.connector is not None and other.connector is not shared.connector
     connector = other.connector
     await registry.close()
     assert connector is not None and connector.closed and other.closed  # ours: closed with its session
