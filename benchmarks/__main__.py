@@ -65,7 +65,13 @@ async def run_shapes(
             per_n: dict[str, Any] = {}
             for n, reps in size["origins"].items():
                 strategies = {k: v for k, v in SITES.items() if not (k == "httpx" and n > 1000)}
-                s = Shape(server.bases[:n], server.ssl, **SITES_SHAPE)
+                s = Shape(
+                    server.bases[:n],
+                    server.ssl,
+                    per_visit=SITES_SHAPE["per_visit"],
+                    rounds=SITES_SHAPE["rounds"],
+                    concurrency=SITES_SHAPE["concurrency"],
+                )
 
                 def advance(name: str, scheme: str = scheme, n: int = n) -> None:
                     progress.update(task, description=f"{scheme} {n} sites {name}", advance=1)

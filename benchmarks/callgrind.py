@@ -25,7 +25,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ SITES = 100  # origins in the many-sites case: above max_idle=64, small enough f
 
 def case_run(
     case: str, name: str, bases: list[str], context: ssl.SSLContext | None, scale: float = 1.0
-) -> tuple[Callable[[Tally], Awaitable[None]], int]:
+) -> tuple[Callable[[Tally], Coroutine[Any, Any, None]], int]:
     """The coroutine function running *name* on *case*, and how many requests it makes."""
     from .shapes import ONE_SITE, Shape
     from .shapes import SITES as SITE_RUNS
@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         assert args.bases_file is not None
-        child(*args.child, json.loads(args.bases_file.read_text()), args.cafile, args.scale)
+        case, name = args.child
+        child(case, name, json.loads(args.bases_file.read_text()), args.cafile, args.scale)
         return 0
     results = measure_all(args.cases.split(","), args.schemes.split(","), args.scale, args.jobs)
     print(json.dumps(results, indent=2))

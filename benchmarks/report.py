@@ -324,8 +324,11 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         START,
         f"Measured with `python -m benchmarks` on {machine['description']} (Python {machine['python']}, "
-        f"aiohttp {machine['aiohttp']}, httpx {machine['httpx']}); {describe_workload(results)}, "
-        "against a minimal keep-alive server in its own process.",
+        f"aiohttp {machine['aiohttp']}, httpx {machine['httpx']}, asynctools at "
+        f"{machine.get('asynctools_commit', 'the working tree')}); {describe_workload(results)}, "
+        "against a minimal keep-alive server in its own process. Peak RSS is the client process's "
+        "high-water mark, reached in whichever shape ran first with the most TLS connections: read the "
+        "growth columns below for what one strategy adds.",
         "",
     ]
     for scheme in ("http", "https"):

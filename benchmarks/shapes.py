@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import ssl
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from ssl import SSLContext
 from typing import Any, TypeVar
 
 import aiohttp
@@ -36,7 +36,7 @@ T = TypeVar("T")
 @dataclass
 class Shape:
     bases: list[str]  # the origins, scheme://127.0.0.1:port
-    ssl: ssl.SSLContext | None
+    ssl: SSLContext | None
     per_visit: int = 1  # sequential requests per visit of an origin (or per container)
     rounds: int = 1  # every origin visited once per round
     concurrency: int = 1  # workers visiting origins at once
@@ -49,7 +49,7 @@ class Shape:
         return visits * self.per_visit
 
     @property
-    def ssl_arg(self) -> ssl.SSLContext | bool:
+    def ssl_arg(self) -> SSLContext | bool:
         return self.ssl if self.ssl is not None else True
 
 
@@ -90,7 +90,7 @@ async def calls(s: Shape, call: Callable[[], Awaitable[bytes]]) -> None:
             await asyncio.sleep(0)
 
 
-Run = Callable[[Shape, Tally], Awaitable[None]]
+Run = Callable[[Shape, Tally], Coroutine[Any, Any, None]]
 
 
 # -- many sites ---------------------------------------------------------------------------------------

@@ -7,10 +7,10 @@ yields one fetch function per "container", and tears everything down on exit.
 from __future__ import annotations
 
 import contextlib
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from ssl import SSLContext
 
 import aiohttp
 import httpx
@@ -26,7 +26,7 @@ class Workload:
     containers: int
     concurrency: int  # concurrent calls per container in each round
     rounds: int
-    ssl: ssl.SSLContext | None
+    ssl: SSLContext | None
 
     @property
     def url(self) -> str:
@@ -37,7 +37,7 @@ class Workload:
         return self.containers * self.concurrency * self.rounds
 
     @property
-    def ssl_arg(self) -> ssl.SSLContext | bool:
+    def ssl_arg(self) -> SSLContext | bool:
         return self.ssl if self.ssl is not None else True
 
 
