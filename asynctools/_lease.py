@@ -34,7 +34,7 @@ class Entry:
     alive. ``raw`` holds the leases of ``registry.acquire()``, given back by ``registry.release()``.
     """
 
-    __slots__ = ("__weakref__", "key", "leases", "loop", "pool", "raw", "session", "settling", "users")
+    __slots__ = ("__weakref__", "key", "leases", "loop", "pool", "raw", "session", "users")
 
     def __init__(
         self,
@@ -50,7 +50,6 @@ class Entry:
         self.session: ClientSession | None = session
         self.pool: LeaseHolder | None = pool
         self.users = 0
-        self.settling = False  # waiting for the end of the tick to go idle
         self.raw: list[Lease] = []
         # Debug mode: the unreleased leases, for where they were acquired (weak: a dropped lease says so).
         self.leases: weakref.WeakSet[Lease] | None = weakref.WeakSet() if debug else None

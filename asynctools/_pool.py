@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import traceback
 import warnings
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from aiohttp import ClientSession, CookieJar, TraceConfig
 from ._closer import Closer
 from ._connector import SharedConnector
 from ._diagnostics import caller_stack, report_unreleased
-from ._idle import IdleSessions
+from ._idle import IdleSet
 from ._keys import Origin, SessionKey, origin_text
 from ._lease import Entry, HeldLease, Lease
 from ._policy import SitePolicy, SiteState
@@ -52,10 +51,9 @@ class LoopPool:
 
     Only ever touched from its loop's thread (``release_collected`` excepted). A session lives in
     ``_entries`` from creation until it is closed with no users; ``_current`` names the session handed
-    out for each key; idle ones wait in ``_idle`` (isolated ones in ``_idle_isolated``, so per-user
-    sessions never evict shared ones). When a session's users drop to zero it goes idle at the end of
-    the tick, not at once: a decorated call followed by another in the same tick then costs two dict
-    look-ups instead of two cache updates.
+    out for each key, in use or idle. An idle one stays there: ``_idle`` only says since when (isolated
+    ones in ``_idle_isolated``, so per-user sessions never evict shared ones), so a release to zero and
+    the next acquire cost a dict insertion and removal.
 
     The registry finds a pool by its loop until the pool is closed (``registry.close()`` or the loop
     shutting down); from then on its entries are detached: leases still held only count down.
@@ -82,13 +80,13 @@ class LoopPool:
         self._detached = False
         self._entries: dict[ClientSession, Entry] = {}
         self._current: dict[SessionKey, Entry] = {}
-        self._idle: IdleSessions[SessionKey, Entry] | None = None
-        self._idle_isolated: IdleSessions[SessionKey, Entry] | None = None
+        # Idle entries stay in _current; these say since when (isolated ones apart, so that per-user
+        # sessions never evict shared ones).
+        self._idle: IdleSet[Entry] | None = None
+        self._idle_isolated: IdleSet[Entry] | None = None
         if idle_timeout > 0 and max_idle > 0:
-            self._idle = IdleSessions(loop, max_idle, idle_timeout, self._drop)
-            self._idle_isolated = IdleSessions(loop, max_idle, idle_timeout, self._drop)
-        self._settling: list[Entry] = []
-        self._settle_handle: asyncio.Handle | None = None
+            self._idle = IdleSet(loop, max_idle, idle_timeout, self._drop)
+            self._idle_isolated = IdleSet(loop, max_idle, idle_timeout, self._drop)
         self._closer = Closer(loop)
         self._connector = SharedConnector()
         # (origin, option) -> frozen value -> open sessions, for options compared by identity.
@@ -107,6 +105,8 @@ class LoopPool:
         entry = self._current.get(key)
         if entry is None or entry.session is None or entry.session.closed:
             entry = self._checkout(key)
+        elif not entry.users:  # idle: in use again
+            self._idle_for(entry).discard(entry)
         entry.users += 1
         self.acquired += 1
         make = HeldLease if held else Lease
@@ -118,7 +118,7 @@ class LoopPool:
         return make(entry)
 
     def release_entry(self, entry: Entry) -> asyncio.Task[None] | None:
-        """*entry* has no user left: keep it idle (at the end of the tick) or close it."""
+        """*entry* has no user left: keep it idle or close it."""
         session = entry.session
         if (
             self._idle is None
@@ -128,11 +128,7 @@ class LoopPool:
             or self._current.get(entry.key) is not entry
         ):
             return self._drop(entry)
-        if not entry.settling:
-            entry.settling = True
-            self._settling.append(entry)
-            if self._settle_handle is None:
-                self._settle_handle = self.loop.call_soon(self._settle, context=contextvars.Context())
+        self._idle_for(entry).add(entry)  # may evict the session idle longest: it is dropped
         return None
 
     def release_collected(self, entry: Entry, stack: traceback.StackSummary | None) -> None:
@@ -156,23 +152,17 @@ class LoopPool:
         stale = self._current.pop(key, None)
         if stale is not None and stale.users == 0:
             self._drop(stale)  # closed behind our back while idle; its in-use twins are dropped on release
-        idle = self._idle if key.isolation is None else self._idle_isolated
-        entry = idle.take(key) if idle is not None else None
-        if entry is not None and (entry.session is None or entry.session.closed):
-            self._drop(entry)
-            entry = None
-        if entry is None:
-            self._warn_of_churn(key)
-            # Created before anything is counted: if aiohttp refuses the arguments, nothing changed.
-            jar = None if key.isolation is None else key.isolation.cookie_jar(CookieJar)
-            session = self._connector.session(
-                key, jar, self._owner._session_middlewares(), self._owner._session_trace_configs()
-            )
-            entry = Entry(key, session, self, self.loop, debug=self.debug)
-            self._entries[session] = entry
-            self._count_identity_options(key, +1)
-            self._owner._adopt(entry)
-            self.created += 1
+        self._warn_of_churn(key)
+        # Created before anything is counted: if aiohttp refuses the arguments, nothing changed.
+        jar = None if key.isolation is None else key.isolation.cookie_jar(CookieJar)
+        session = self._connector.session(
+            key, jar, self._owner._session_middlewares(), self._owner._session_trace_configs()
+        )
+        entry = Entry(key, session, self, self.loop, debug=self.debug)
+        self._entries[session] = entry
+        self._count_identity_options(key, +1)
+        self._owner._adopt(entry)
+        self.created += 1
         self._current[key] = entry
         return entry
 
@@ -188,29 +178,25 @@ class LoopPool:
     def policies_changed(self) -> None:
         """Sessions built so far lack the new policies: none is handed out again (those in use are
         dropped when released)."""
-        self._current.clear()
         for idle in (self._idle, self._idle_isolated):
             if idle is not None:
                 for entry in idle.drain():
                     self._drop(entry)
+        self._current.clear()
 
     # -- idling ------------------------------------------------------------------------------------
 
-    def _settle(self) -> None:
-        self._settle_handle = None
-        settling, self._settling = self._settling, []
-        for entry in settling:
-            entry.settling = False
-            if entry.users == 0 and self._current.get(entry.key) is entry:
-                del self._current[entry.key]
-                idle = self._idle if entry.key.isolation is None else self._idle_isolated
-                assert idle is not None
-                idle.add(entry.key, entry)  # may expire or evict others: they are dropped
+    def _idle_for(self, entry: Entry) -> IdleSet[Entry]:
+        idle = self._idle if entry.key.isolation is None else self._idle_isolated
+        assert idle is not None  # only entries of a pool that keeps sessions idle are ever idle
+        return idle
 
     # -- closing -----------------------------------------------------------------------------------
 
     def _drop(self, entry: Entry) -> asyncio.Task[None] | None:
         """Forget *entry* and close its session; return the closing task, if one was needed."""
+        if not entry.users and self._idle is not None:
+            self._idle_for(entry).discard(entry)
         if self._entries.pop(entry.session, None) is not None:  # type: ignore[arg-type]
             self._count_identity_options(entry.key, -1)
         if self._current.get(entry.key) is entry:
@@ -230,15 +216,9 @@ class LoopPool:
         Leases still held are released later without error: their entries only count down.
         """
         self._detach()
-        if self._settle_handle is not None:
-            self._settle_handle.cancel()
-            self._settle_handle = None
         for idle in (self._idle, self._idle_isolated):
             if idle is not None:
                 idle.drain()  # each of them is dropped below, with every other entry
-        for entry in self._settling:
-            entry.settling = False
-        self._settling.clear()
         self._current.clear()
         entries = list(self._entries.values())
         self._entries.clear()
@@ -302,8 +282,6 @@ class LoopPool:
         self._detached = True
         if self._hook is not None:
             self._hook.disarm()
-        if self._settle_handle is not None:
-            self._settle_handle.cancel()
         for idle in (self._idle, self._idle_isolated):
             if idle is not None:
                 idle.drain()

@@ -35,8 +35,9 @@ class SessionRegistry:
     Sessions are keyed by the running loop, the URL's origin (scheme, host, port) and the
     ``ClientSession`` keyword arguments. Each ``acquire()`` counts a user and each ``release()`` one
     less; a session nobody uses is kept warm for *idle_timeout* seconds (at most *max_idle* of them,
-    least recently used closed first) and then closed. ``idle_timeout=0`` closes it at once. When the
-    loop shuts down (``asyncio.run()`` returning, ``web.run_app`` stopping), everything the registry
+    the one idle longest closed first) and then closed; every session borrows the loop's one connection
+    pool, so closing an idle session leaves its warm connections for the next. ``idle_timeout=0``
+    closes it at once. When the loop shuts down (``asyncio.run()`` returning, ``web.run_app`` stopping), everything the registry
     holds for that loop is closed. Constructing a registry needs no event loop; one registry may serve
     several threads, each with its own loop.
 

@@ -72,7 +72,7 @@ def test_the_metadata_comes_from_pyproject(dist):
         line.split("==") for line in (ROOT / ".ci" / "lowest.txt").read_text().split() if "==" in line
     )
     runtime = dict(r.split(">=") for r in requires if "extra ==" not in r)
-    assert set(runtime) == set(lowest) == {"aiohttp", "yarl", "cachetools"}, runtime
+    assert set(runtime) == set(lowest) == {"aiohttp", "yarl"}, runtime
     for name, bound in runtime.items():
         assert lowest[name].removesuffix(".0") == bound.removesuffix(".0"), (name, bound, lowest[name])
     # The test extra names the other extras instead of repeating their lines; starlette is for tests only.

@@ -9,7 +9,7 @@ import pytest
 
 import asynctools
 from asynctools import SessionRegistry
-from asynctools._idle import IdleCache
+from asynctools._idle import IdleSet
 
 
 async def wait_until(condition, ticks: int = 20) -> None:
@@ -123,8 +123,8 @@ async def test_max_idle_closes_the_least_recently_used():
 
 
 async def test_close_closes_each_idle_session_once(upstream):
-    # Up to cachetools 7, emptying the idle cache with clear() hands each idle session to the close
-    # callback once more, after close() has already closed it; close() must close each exactly once.
+    # close() must close each session exactly once: an idle session is drained from the idle set, not
+    # handed to its drop callback (up to cachetools 7, the old idle cache's clear() did that).
     registry = SessionRegistry()
     in_use = await registry.acquire(upstream.url())
     idle = [await registry.acquire(f"http://h{i}.example") for i in range(2)]
@@ -140,26 +140,22 @@ async def test_close_closes_each_idle_session_once(upstream):
     await registry.release(in_use)
 
 
-def test_the_idle_cache_hands_over_what_it_drops_and_drains_without_dropping():
-    now = [0.0]
+async def test_the_idle_set_evicts_the_oldest_expires_on_time_and_drains_without_dropping():
+    loop = asyncio.get_running_loop()
     dropped: list[str] = []
-    cache = IdleCache(2, 10, lambda: now[0], dropped.append)
-    cache["a"], cache["b"] = "A", "B"
-    cache["c"] = "C"  # evicts the least recently used
-    assert dropped == ["A"]
-    now[0] = 10
-    cache.expire()
-    assert dropped == ["A", "B", "C"]
-    cache["d"], cache["e"] = "D", "E"
-    now[0] = 15
-    cache["f"] = "F"  # evicts "d"
-    now[0] = 20  # "e" has expired, "f" has not
-    assert sorted(cache.drain()) == ["E", "F"]
-    assert dropped == ["A", "B", "C", "D"] and len(cache) == 0
-    cache["g"] = "G"
-    now[0] = 40
-    cache.expire()
-    assert dropped[-1] == "G"  # dropping still works after a drain
+    idle: IdleSet[str] = IdleSet(loop, 2, 1000.0, dropped.append)
+    idle.add("a")
+    idle.add("b")
+    idle.discard("a")  # in use again: not idle any more
+    idle.add("a")  # idle again, now the youngest
+    idle.add("c")  # over two: the one idle longest ("b") goes
+    assert dropped == ["b"] and len(idle) == 2
+    idle.expire(loop.time() + 999)
+    assert dropped == ["b"]
+    idle.expire(loop.time() + 1000)  # idle for the whole ttl: both go, oldest first
+    assert dropped == ["b", "a", "c"] and len(idle) == 0
+    idle.add("d")
+    assert idle.drain() == ["d"] and dropped == ["b", "a", "c"]  # drained, not dropped, timer gone
 
 
 async def test_max_idle_zero_keeps_nothing_idle():
