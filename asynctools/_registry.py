@@ -37,9 +37,9 @@ class SessionRegistry:
     less; a session nobody uses is kept warm for *idle_timeout* seconds (at most *max_idle* of them,
     the one idle longest closed first) and then closed; every session borrows the loop's one connection
     pool, so closing an idle session leaves its warm connections for the next. ``idle_timeout=0``
-    closes it at once. When the loop shuts down (``asyncio.run()`` returning, ``web.run_app`` stopping), everything the registry
-    holds for that loop is closed. Constructing a registry needs no event loop; one registry may serve
-    several threads, each with its own loop.
+    closes it at once. When the loop shuts down (``asyncio.run()`` returning, ``web.run_app``
+    stopping), everything the registry holds for that loop is closed. Constructing a registry needs no
+    event loop; one registry may serve several threads, each with its own loop.
 
     With *debug* (or in asyncio's debug mode, ``python -X dev``), each acquisition records where it was
     made, and ``close()`` or the loop's shutdown report those never released as a ``ResourceWarning``
