@@ -235,7 +235,8 @@ def make_app(
 
     async def embedded_upstream(app: web.Application) -> AsyncIterator[None]:
         assert upstream_app is not None
-        runner = web.AppRunner(upstream_app)
+        # No access log: a page of 1,000 squares would print 1,000 lines of the stand-in's traffic.
+        runner = web.AppRunner(upstream_app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -69,3 +69,53 @@ def test_the_form_squares_values_in_a_real_browser(tmp_path):
         code, err = server.interrupt()
     assert code == 0, err
     assert (ARTIFACTS / "example-page.png").stat().st_size > 10_000
+
+
+def test_the_page_shows_the_figures_of_a_thousand_squares(tmp_path):
+    """1,000 squares through a flaky stand-in: the page's figures, read as a person sees them."""
+    from playwright.sync_api import sync_playwright
+
+    server = RunningExample("--flaky", "0.2")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch_persistent_context(
+                str(tmp_path / "profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                viewport={"width": 800, "height": 720},
+            )
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(0)  # no time limit: a loaded machine is slow, not wrong
+                page.goto(server.url + "/")
+                page.fill("#values", ",".join(str(i) for i in range(1000)))
+                page.click("button[type=submit]")
+                page.wait_for_selector("#squares")
+                squares = page.eval_on_selector_all(
+                    "#squares tbody tr", "rows => rows.map(r => r.cells[1].textContent)"
+                )
+                assert squares == [str(i * i) for i in range(1000)]
+
+                def figure(name: str) -> str:
+                    return page.inner_text(f'#upstream-1 [data-figure="{name}"]')
+
+                assert figure("sessions") == "1 open, 1 idle (1 created in all)"
+                assert figure("requests") == "1000"
+                opened, reused = int(figure("connections_opened")), int(figure("connections_reused"))
+                attempts = int(figure("attempts"))
+                assert 1 <= opened <= 8 and opened + reused == attempts
+                assert 0 < float(figure("latency_p50_ms")) <= float(figure("latency_p99_ms"))
+                retries = figure("retries")
+                assert "after 429" in retries and "after 503" in retries and "gave up" not in retries
+                assert attempts > 1000
+                assert int(figure("rate_waits").split()[0]) > 0
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.locator("#upstream-1").screenshot(path=str(ARTIFACTS / "example-metrics.png"))
+                print(page.inner_text("#upstream-1"))
+            finally:
+                browser.close()
+    finally:
+        code, err = server.interrupt()
+    assert code == 0, err
+    assert (ARTIFACTS / "example-metrics.png").stat().st_size > 5_000
