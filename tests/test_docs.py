@@ -230,7 +230,7 @@ def test_every_page_is_covered() -> None:
     names = {page.stem for page in PAGES}
     assert names >= {
         "index", "quickstart", "containers", "registry", "policies", "recipes", "testing", "sharing", "idle",
-        "loops", "leaks", "guarantees", "performance", "migration", "api",
+        "loops", "leaks", "guarantees", "metrics", "performance", "migration", "api",
     }  # fmt: skip
     assert len(DOC_SNIPPETS) >= 15
 
