@@ -32,7 +32,9 @@ class SharedConnector:
     one) keep theirs.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, lend: bool = True) -> None:
+        # lend=False: every session owns its connector (a pool that will never close a shared one).
+        self._lend = lend
         self._connector: TCPConnector | None = None
 
     def session(
@@ -51,7 +53,7 @@ class SharedConnector:
             kwargs["middlewares"] = (*middlewares, *(kwargs.get("middlewares") or ()))
         if trace_configs:
             kwargs["trace_configs"] = [*(kwargs.get("trace_configs") or ()), *trace_configs]
-        if _OWN_CONNECTOR & kwargs.keys():
+        if not self._lend or _OWN_CONNECTOR & kwargs.keys():
             return ClientSession(**kwargs)
         if self._connector is None or self._connector.closed:
             self._connector = TCPConnector(limit=0, limit_per_host=LIMIT_PER_HOST)

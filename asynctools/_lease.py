@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-import weakref
 from typing import Protocol
 
 from aiohttp import ClientSession
@@ -34,7 +33,7 @@ class Entry:
     alive. ``raw`` holds the leases of ``registry.acquire()``, given back by ``registry.release()``.
     """
 
-    __slots__ = ("__weakref__", "key", "leases", "loop", "pool", "raw", "session", "users")
+    __slots__ = ("__weakref__", "key", "loop", "pool", "raw", "session", "users")
 
     def __init__(
         self,
@@ -42,8 +41,6 @@ class Entry:
         session: ClientSession,
         pool: LeaseHolder,
         loop: asyncio.AbstractEventLoop,
-        *,
-        debug: bool,
     ) -> None:
         self.key = key
         self.loop = loop  # the loop the session belongs to
@@ -51,14 +48,6 @@ class Entry:
         self.pool: LeaseHolder | None = pool
         self.users = 0
         self.raw: list[Lease] = []
-        # Debug mode: the unreleased leases, for where they were acquired (weak: a dropped lease says so).
-        self.leases: weakref.WeakSet[Lease] | None = weakref.WeakSet() if debug else None
-
-    def stacks(self) -> list[traceback.StackSummary]:
-        """Where the unreleased leases were acquired (debug mode only, else empty)."""
-        if self.leases is None:
-            return []
-        return [lease.stack for lease in list(self.leases) if lease.stack is not None and not lease.released]
 
 
 class Lease:

@@ -13,7 +13,6 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 from aiohttp import (
@@ -225,8 +224,8 @@ class SiteMetrics:
             origin=self.origin_text(),
             requests=self.requests,
             in_flight=self.in_flight,
-            responses=MappingProxyType(dict(zip(_STATUS_CLASSES, responses, strict=True))),
-            errors=MappingProxyType(dict(self.errors)),
+            responses=dict(zip(_STATUS_CLASSES, responses, strict=True)),  # copies: asdict() works
+            errors=dict(self.errors),
             cancelled=self.cancelled,
             connections_opened=self.connections_opened,
             connections_reused=self.connections_reused,

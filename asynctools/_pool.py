@@ -16,6 +16,7 @@ from ._diagnostics import caller_stack, report_unreleased
 from ._idle import IdleSet
 from ._keys import Origin, SessionKey, origin_text
 from ._lease import Entry, HeldLease, Lease
+from ._metrics import SiteMetricsBook
 from ._policy import SitePolicy, SiteState
 from ._shutdown import ShutdownHook
 from ._stats import RegistryStats, SessionStats
@@ -44,6 +45,10 @@ class PoolOwner(Protocol):
 
     def _session_trace_configs(self) -> tuple[TraceConfig, ...]:
         """The trace configs every new session gets after the user's own (metrics)."""
+
+    @property
+    def metrics(self) -> SiteMetricsBook | None:
+        """Per-site figures to count acquisitions in, if the registry keeps them."""
 
 
 class LoopPool:
@@ -88,11 +93,13 @@ class LoopPool:
             self._idle = IdleSet(loop, max_idle, idle_timeout, self._drop)
             self._idle_isolated = IdleSet(loop, max_idle, idle_timeout, self._drop)
         self._closer = Closer(loop)
-        self._connector = SharedConnector()
+        # After the loop's shutdown nothing would close a shared connector: each session owns its own.
+        self._connector = SharedConnector(lend=not shut_down)
         # (origin, option) -> frozen value -> open sessions, for options compared by identity.
         self._churn: dict[tuple[object, str], dict[object, int]] = {}
         self._churn_warned: set[tuple[object, str]] = set()
         self._sites: dict[Origin, SiteState] = {}  # per origin with a policy: its limits and figures
+        self._site_metrics = owner.metrics  # per origin traffic figures, with metrics=True
         self._hook: ShutdownHook | None = None if shut_down else ShutdownHook(self._shutdown)
 
     # -- users -------------------------------------------------------------------------------------
@@ -109,16 +116,19 @@ class LoopPool:
             self._idle_for(entry).discard(entry)
         entry.users += 1
         self.acquired += 1
+        if self._site_metrics is not None and key.origin is not None:
+            self._site_metrics.site(key.origin).count_acquisition()
         make = HeldLease if held else Lease
-        if self.debug:
-            lease = make(entry, caller_stack())
-            assert entry.leases is not None
-            entry.leases.add(lease)
-            return lease
+        if self.debug:  # where it was acquired, for the report if it is never released
+            return make(entry, caller_stack())
         return make(entry)
 
     def release_entry(self, entry: Entry) -> asyncio.Task[None] | None:
         """*entry* has no user left: keep it idle or close it."""
+        if self.loop.is_closed():  # closed without shutting down: nothing can run on it any more
+            self.abandon()
+            self._detach()
+            return None
         session = entry.session
         if (
             self._idle is None
@@ -158,7 +168,7 @@ class LoopPool:
         session = self._connector.session(
             key, jar, self._owner._session_middlewares(), self._owner._session_trace_configs()
         )
-        entry = Entry(key, session, self, self.loop, debug=self.debug)
+        entry = Entry(key, session, self, self.loop)
         self._entries[session] = entry
         self._count_identity_options(key, +1)
         self._owner._adopt(entry)

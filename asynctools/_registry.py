@@ -42,8 +42,8 @@ class SessionRegistry:
     event loop; one registry may serve several threads, each with its own loop.
 
     With *debug* (or in asyncio's debug mode, ``python -X dev``), each acquisition records where it was
-    made, and ``close()`` or the loop's shutdown report those never released as a ``ResourceWarning``
-    with that traceback.
+    made, and one never released is reported as a ``ResourceWarning`` with that traceback when what
+    holds it (a container, a lease, a session from ``acquire()``) is garbage-collected.
 
     With *metrics*, every session it builds also reports to the registry's own ``TraceConfig`` (yours
     still run): per site, requests, responses by status class, errors, connections opened and reused,
@@ -124,9 +124,12 @@ class SessionRegistry:
         """Make every request to *url*'s origin through this registry's sessions obey *policy*.
 
         It applies whatever the other session options are, counted across every session of that origin
-        on a loop, from the next request on. Raises ``TypeError`` for a *policy* that is not a
-        ``SitePolicy`` or a *url* that is not a str or URL, ``ValueError`` for a bad *url* or when the
-        origin already has another policy (an equal one is accepted). Nothing changes when it raises.
+        on a loop, to the sessions acquired from then on: a container attached before keeps its session,
+        built without the policy, until it is detached. State policies before first use.
+
+        Raises ``TypeError`` for a *policy* that is not a ``SitePolicy`` or a *url* that is not a str or
+        URL, ``ValueError`` for a bad *url* or when the origin already has another policy (an equal one
+        is accepted). Nothing changes when it raises.
 
             registry.set_policy("https://api.github.com", SitePolicy(rate=RateLimit(5000, per=3600)))
         """
@@ -328,6 +331,15 @@ class SessionRegistry:
         )
         if self.metrics is None:
             return stats
+        per_site: dict[str, list[int]] = {}
+        for session in stats.sessions:
+            if session.origin is not None and not session.closed:
+                counts = per_site.setdefault(session.origin, [0, 0])
+                counts[0] += 1
+                counts[1] += session.idle
+        for site in self.metrics.sites():
+            open_, idle = per_site.get(site.origin_text(), (0, 0))
+            site.set_sessions(open=open_, idle=idle)
         return dataclasses.replace(stats, metrics=self.metrics.snapshot())
 
 

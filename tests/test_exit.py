@@ -58,3 +58,56 @@ def test_an_acquisition_never_released_is_reported_with_where_it_was_made():
     assert "pools left: 0" in result.stdout
     for text in ("Unclosed client session", "Unclosed connector", "Task was destroyed", "Exception ignored"):
         assert text not in result.stderr, result.stderr
+
+
+LATE_ACQUIRE = """
+import asyncio
+from aiohttp import web
+from asynctools import SessionRegistry
+
+registry = SessionRegistry()
+kept = []
+
+
+async def main() -> None:
+    app = web.Application()
+    app.router.add_get("/", lambda request: web.Response(text="hi"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    async with registry.session(url) as session, session.get(url) as resp:  # the pool exists
+        await resp.read()
+
+    async def late():
+        try:
+            yield
+        finally:
+            await asyncio.sleep(0.05)  # by now the registry's shutdown hook has run: nobody held a session
+            async with registry.session(url) as session, session.get(url) as resp:
+                print("late request:", resp.status, flush=True)
+            await runner.cleanup()
+
+    generator = late()
+    await generator.__anext__()
+    kept.append(generator)
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_session_acquired_after_the_shutdown_hook_ran_is_closed_with_its_connector(tmp_path):
+    script = tmp_path / "late_acquire.py"
+    script.write_text(LATE_ACQUIRE)
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "late request: 200" in result.stdout
+    for text in FORBIDDEN:
+        assert text not in result.stderr, result.stderr

@@ -136,3 +136,33 @@ def test_a_loop_closed_without_shutdown_is_forgotten_by_the_next_loop():
     asyncio.run(later())
     gc.collect()
     assert ref() is None
+
+
+# The careless loop leaves its session unclosed on purpose: aiohttp reports it when it is collected.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_releases_from_a_loop_closed_without_shutdown_only_count_down():
+    registry = SessionRegistry()
+
+    class Api(AbstractSessionContainer):
+        pass
+
+    api = Api("http://a.example", registry=registry)
+    careless = asyncio.new_event_loop()
+    session = careless.run_until_complete(registry.acquire("http://b.example"))
+
+    async def attach() -> None:
+        await api.start_session()
+
+    careless.run_until_complete(attach())
+    careless.close()  # wrong, without shutdown_asyncgens(): nothing can run on that loop any more
+
+    async def later() -> None:
+        await registry.release(session)  # accepted, once: its loop is gone, so it only counts down
+        with pytest.raises(ValueError, match="released more times"):
+            await registry.release(session)
+        async with api:  # the attachment of the dead loop is dropped, a fresh one made here
+            assert api.session is not None and api.session is not session
+        await registry.close()
+
+    asyncio.run(later())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -83,7 +82,7 @@ class SiteState:
             requests=self._requests,
             attempts=self._attempts,
             in_flight=self._in_flight,
-            retries=types.MappingProxyType(dict(self._retries)),
+            retries=dict(self._retries),  # a copy: asdict() and json work on it
             gave_up=self._gave_up,
             rate_waits=figures.waits if figures else 0,
             rate_wait_seconds=figures.wait_seconds if figures else 0.0,
