@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from aiohttp import ClientSession
 from yarl import URL
 
-from ._keys import make_key, parse_url
+from ._keys import SessionKey, make_key, parse_url
 from ._lease import Lease
 from ._policy import SitePolicy
 from ._registry import SessionRegistry, default_registry
@@ -30,6 +30,25 @@ def not_initialised(obj: object, what: str) -> TypeError:
         f"{what}: {obj!r} is not an initialised AbstractSessionContainer; subclass "
         "AbstractSessionContainer and call super().__init__() in your __init__"
     )
+
+
+def _site(
+    raw_url: object, session_kwargs: dict[str, Any], isolate_cookies: bool
+) -> tuple[URL | None, SessionKey, URL | None]:
+    """A container's base URL, key and join base. Raises what ``parse_url`` and ``make_key`` raise."""
+    url = parse_url(raw_url)
+    key = make_key(url, session_kwargs, isolate_cookies=isolate_cookies)
+    # Relative URLs are resolved under the base path: "https://h/v3" + "users" is "https://h/v3/users".
+    # Built from the encoded text, so that "group%2Fproject" in the path stays one segment.
+    join_base = None
+    if url is not None:
+        base = str(url.with_query(None).with_fragment(None))
+        join_base = URL(base if base.endswith("/") else base + "/", encoded=True)
+    return url, key, join_base
+
+
+_PLAIN_SITES: dict[object, tuple[URL | None, SessionKey, URL | None]] = {}
+_PLAIN_SITES_MAX = 4096  # past that many base URLs, each container works its own out
 
 
 class _Attachment:
@@ -197,8 +216,18 @@ class AbstractSessionContainer:
             raise TypeError(f"registry must be a SessionRegistry, not {registry!r}")
         if session is not None and not isinstance(session, ClientSession):
             raise TypeError(f"session must be an aiohttp.ClientSession to borrow, or None, not {session!r}")
-        url = parse_url(base_url if base_url is not None else type(self).base_url)
-        key = make_key(url, session_kwargs, isolate_cookies=isolate_cookies)
+        raw_url = base_url if base_url is not None else type(self).base_url
+        if session_kwargs or isolate_cookies or not isinstance(raw_url, (str, URL, type(None))):
+            url, key, join_base = _site(raw_url, session_kwargs, isolate_cookies)
+        else:
+            # A container per request or per user is common: what the same base_url alone gives is
+            # worked out once (keys are immutable, equal ones interchangeable).
+            site = _PLAIN_SITES.get(raw_url)
+            if site is None:
+                site = _site(raw_url, {}, False)
+                if len(_PLAIN_SITES) < _PLAIN_SITES_MAX:
+                    _PLAIN_SITES[raw_url] = site
+            url, key, join_base = site
         policy = type(self).policy
         if policy is not None:
             if url is None:
@@ -208,12 +237,7 @@ class AbstractSessionContainer:
                 )
             registry.set_policy(url, policy)  # last: raises on a conflict before anything changed
         self.base_url = url
-        # Relative URLs are resolved under the base path: "https://h/v3" + "users" is "https://h/v3/users".
-        # Built from the encoded text, so that "group%2Fproject" in the path stays one segment.
-        self._asynctools_join_base = None
-        if url is not None:
-            base = str(url.with_query(None).with_fragment(None))
-            self._asynctools_join_base = URL(base if base.endswith("/") else base + "/", encoded=True)
+        self._asynctools_join_base = join_base
         self._asynctools_registry = registry
         self._asynctools_key = key
         self._asynctools_borrowed = session
