@@ -115,3 +115,22 @@ def test_the_wheel_installs_into_an_empty_venv(dist, tmp_path):
     version, location = out.split()
     assert version == asynctools.__version__ == "1.0.0"
     assert str(tmp_path / "venv") in location  # the installed copy, not this checkout
+
+
+@pytest.mark.slow  # builds the package, installs it and pytest into a venv
+def test_the_installed_wheels_pytest_plugin_runs_the_docs_example_test(dist, tmp_path):
+    # The testing page's first example, as a user pastes it: the plugin comes from the wheel's entry
+    # point (nothing from this checkout), its fixture works and its leak check finds nothing.
+    (wheel,) = dist.glob("*.whl")
+    run(sys.executable, "-m", "venv", tmp_path / "venv")
+    python = tmp_path / "venv" / "bin" / "python"
+    run(python, "-m", "pip", "install", "-q", wheel, "pytest", "pytest-aiohttp")
+    page = (ROOT / "docs" / "testing.md").read_text()
+    example = page.split("```{code-block} python\n", 1)[1].split("```", 1)[0]
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    (project / "test_items.py").write_text(example)
+    out = run(python, "-m", "pytest", "-p", "no:cacheprovider", "--asynctools-leak-check", cwd=project)
+    assert "1 passed" in out, out
+    assert "asynctools" in run(python, "-m", "pytest", "--version", "--version", cwd=project)
