@@ -118,7 +118,7 @@ def _describe_in_use(name: str, registry: SessionRegistry) -> list[str]:
 class _Guard:
     """What the plugin keeps for one async test: its loop's runner and, with the check on, snapshots."""
 
-    runner: asyncio.Runner
+    runner: Any  # asyncio.Runner (3.11+), or pytest-asyncio's backport of it
     check: bool
     registries: list[tuple[str, SessionRegistry]] = field(default_factory=list)
     tasks_before: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -128,7 +128,8 @@ class _Guard:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        return self.runner.get_loop()
+        loop: asyncio.AbstractEventLoop = self.runner.get_loop()
+        return loop
 
     def start(self) -> None:
         if not self.check:

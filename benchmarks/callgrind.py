@@ -84,12 +84,13 @@ def child(case: str, name: str, bases: list[str], cafile: str | None, scale: flo
     run, requests = case_run(case, name, bases, context, scale)
     warm_up, _ = case_run(case, name, bases, context, scale / 10)  # valgrind is slow: a small one
     tally, failure = Tally(), []
-    with asyncio.Runner() as runner:
-        runner.run(warm_up(Tally()))
+    loop = asyncio.new_event_loop()  # by hand: asyncio.Runner is 3.11+
+    try:
+        loop.run_until_complete(warm_up(Tally()))
 
         def measured(_a: int, _b: int) -> int:
             try:
-                runner.run(run(tally))
+                loop.run_until_complete(run(tally))
             except BaseException as exc:  # a ctypes callback cannot raise: carry it out
                 failure.append(exc)
             return 0
@@ -99,6 +100,9 @@ def child(case: str, name: str, bases: list[str], cafile: str | None, scale: flo
         libc.lfind.restype = ctypes.c_void_p
         key, count = ctypes.c_int(0), ctypes.c_size_t(1)
         libc.lfind(ctypes.byref(key), ctypes.byref(key), ctypes.byref(count), ctypes.sizeof(key), callback)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
     if failure:
         raise failure[0]
     print(json.dumps({"requests": requests, "sessions": tally.sessions}))

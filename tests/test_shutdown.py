@@ -21,6 +21,7 @@ import weakref
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from asynctools import AbstractSessionContainer, SessionRegistry, attach_session
 
@@ -83,6 +84,7 @@ async def test_asyncio_run_lets_finally_blocks_make_requests_then_closes_everyth
     assert_clean(code, out, err)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is new in Python 3.11")
 async def test_asyncio_runner_lets_finally_blocks_make_requests_then_closes_everything(upstream):
     code, out, err = await run_script("runner", upstream.url())
     assert finally_lines(out) == TASK_LINES | GENERATOR_LINES, out
