@@ -297,17 +297,23 @@ async def test_a_stream_body_is_never_sent_twice(body: Callable[[], object]) -> 
         except aiohttp.ClientConnectionError as exc:
             assert not isinstance(exc, RetryError)
             status = None
+        except ValueError as exc:  # aiohttp 3.12.0's own retry re-reads a file it has closed
+            assert "closed file" in str(exc)
+            status = None
         figures = site(registry)
         assert_all_counts_zero(registry)
     assert dict(figures.retries) == {}  # the policy never sent it again
     if isinstance(arrivals.bodies[0], bytes) and arrivals.bodies[0].startswith(b"part"):
-        assert status is None and len(received) == 1  # a stream is spent: nobody sends it again
+        # A stream is spent: it is never sent whole again. (aiohttp 3.14 does not retry it at all;
+        # 3.12.0's own one retry after a reset sends the spent stream, which then carries nothing.)
+        assert [b"part one, " in r and b"part two" in r for r in received].count(True) == 1
+        assert status is None or len(received) == 2
     else:
         # aiohttp's own one retry of an idempotent request after a reset (not the policy's) sends a
-        # file again, rewound: whole, as the first time.
-        assert status == 200 and len(received) == 2
-    for request in received:  # whole, never cut short (a stream goes chunked)
-        assert request.endswith(b"a file's bytes") or (b"part one, " in request and b"part two" in request)
+        # file again, rewound: whole, as the first time (3.12.0 fails that retry instead).
+        assert (status == 200 and len(received) == 2) or status is None
+        for request in received:  # whole, never cut short
+            assert request.endswith(b"a file's bytes")
 
 
 # --- cancellation leaves every count at zero ----------------------------------------------------------
