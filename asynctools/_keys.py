@@ -140,6 +140,7 @@ def parse_url(url: object) -> URL | None:
     """
     if url is None:
         return None
+    parsed: URL  # typed here: yarl 1.17's URL() is typed as returning Any
     if isinstance(url, str):
         try:
             parsed = URL(url)
