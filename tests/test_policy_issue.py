@@ -375,23 +375,9 @@ async def test_cancelled_while_waiting_for_the_limiter_leaves_every_count_at_zer
     assert (figures.requests, figures.attempts) == (4, 1)
 
 
-# Found by the two tests below, not fixed in the time box: the limiters count a request's start when it
-# is handed to aiohttp, not when it reaches the server. A start's later arrival (a new connection, a
-# busy loop) shifts it towards the next window, so the server sees more than the limit in some 1 s
-# windows: measured 100 (limit 50) in-process over 1,000 calls, 26-29 (limit 20) across 4 processes
-# sharing Redis. The fix needs a place held until `per` after the response arrives (in the Redis script
-# too). strict: once fixed, these fail as XPASS and the marks must go.
-SERVER_SIDE_WINDOW = pytest.mark.xfail(
-    strict=True,
-    reason="rate limiters count starts before sending: arrival latency lets > limit reach the server "
-    "in a 1 s window",
-)
-
-
 # --- rate limit accuracy in-process -------------------------------------------------------------------
 
 
-@SERVER_SIDE_WINDOW
 async def test_a_burst_of_1000_calls_never_exceeds_50_in_any_second() -> None:
     arrivals = Arrivals(200)
     async with serve(arrivals) as base, SessionRegistry() as registry:
@@ -425,7 +411,6 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Iterator[str
     next(server, None)
 
 
-@SERVER_SIDE_WINDOW
 async def test_four_processes_share_a_redis_limit_within_every_window_and_above_90_percent(
     redis_url: Iterator[str],
 ) -> None:
@@ -503,7 +488,9 @@ async def test_redis_stopped_mid_run_fails_closed_and_sends_nothing(redis_url: I
     errors = [result for result in results + later if not isinstance(result, int)]
     assert len(errors) == 5 and all(isinstance(error, RedisLimitError) for error in errors), errors
     assert len(arrivals.times) == 2  # nothing sent unaccounted
-    assert figures.redis_errors == 5
+    # Five refused requests; the two answered ones give their places back in tasks of their own, which
+    # may have met Redis stopped too.
+    assert 5 <= figures.redis_errors <= 7
 
 
 async def test_redis_stopped_mid_run_with_local_fallback_keeps_the_limit_in_process(
@@ -527,7 +514,54 @@ async def test_redis_stopped_mid_run_with_local_fallback_keeps_the_limit_in_proc
         assert_all_counts_zero(registry)
     assert len(arrivals.times) == 8
     # Counted in this process meanwhile, from the window Redis had granted (not an empty one, which let
-    # 4 through at once). Windows of 0.9 s: starts are counted a few ms before they reach the server
-    # (see SERVER_SIDE_WINDOW).
-    assert busiest_window(arrivals.times, 0.9) <= 2
-    assert figures.redis_errors == 1
+    # 4 through at once).
+    assert busiest_window(arrivals.times, 1.0) <= 2
+    # One refused take; the two answered requests' places may have met Redis stopped too.
+    assert 1 <= figures.redis_errors <= 3
+
+
+class SlowArrivals(Arrivals):
+    """Arrivals answering each request *delay* seconds after it arrived."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(200)
+        self.delay = delay
+        self.answered: list[float] = []
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        response = await super().__call__(request)
+        await asyncio.sleep(self.delay)
+        self.answered.append(asyncio.get_running_loop().time())
+        return response
+
+
+async def _two_calls_under(rate: RateLimit, arrivals: SlowArrivals) -> None:
+    async with serve(arrivals) as base, SessionRegistry() as registry:
+        api = api_class(base, SitePolicy(retry=None, rate=rate))(registry=registry)
+
+        async def call() -> None:
+            async with api.get("/thing") as resp:
+                assert resp.status == 200
+
+        await asyncio.gather(call(), call())
+        assert_all_counts_zero(registry)
+
+
+async def test_a_place_is_held_until_the_answer_arrives_then_for_the_window() -> None:
+    # One per 0.2 s, answers taking 0.5 s: the second request may go 0.2 s after the first one's
+    # answer, not 0.2 s after it was sent (when the first may not even have reached the server).
+    arrivals = SlowArrivals(0.5)
+    await _two_calls_under(RateLimit(1, per=0.2), arrivals)
+    first_answer, second_arrival = arrivals.answered[0], arrivals.times[1]
+    assert second_arrival - first_answer >= 0.2 - 0.01  # the server's clock is the test's loop clock
+
+
+async def test_a_redis_place_is_held_until_the_answer_arrives_then_for_the_window(
+    redis_url: Iterator[str],
+) -> None:
+    shared = RedisLimit(next(redis_url), prefix=uuid.uuid4().hex)
+    arrivals = SlowArrivals(0.5)
+    await _two_calls_under(RateLimit(1, per=0.2, redis=shared), arrivals)
+    first_answer, second_arrival = arrivals.answered[0], arrivals.times[1]
+    # Redis's clock keeps that window; the place is given back just after the answer arrived.
+    assert second_arrival - first_answer >= 0.2 - 0.01

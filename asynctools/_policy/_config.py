@@ -105,8 +105,9 @@ class RedisLimit:
     counts in this process alone (the limit then holds per process) and asks Redis again after *recheck*
     seconds. *prefix* starts every key this library writes.
 
-    Clocks: the shared window is kept in the clients' wall-clock time, so machines sharing a limit need
-    synchronised clocks (NTP). Raises ``TypeError`` or ``ValueError`` for a bad argument.
+    Clocks: the shared window is kept in Redis's own clock, so the clients' clocks need not agree.
+    A place held by a process that dies before its answer comes is given back after five minutes
+    (then *per* seconds more). Raises ``TypeError`` or ``ValueError`` for a bad argument.
     """
 
     url: str
@@ -137,15 +138,17 @@ class RedisLimit:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """At most *requests* requests begin in any window of *per* seconds.
+    """At most *requests* requests reach the site in any window of *per* seconds.
 
-    The window slides (it is not reset on the hour): whenever a request begins, fewer than *requests*
-    began in the *per* seconds before it. A request over the limit waits (it does not fail) until it
-    may go, in the order requests arrived; a waiter that is cancelled takes no place. *burst* (1 to
-    *requests*) spreads requests out: at most *burst* back to back, then one every
+    The window slides (it is not reset on the hour). Each request holds a place from when it is sent
+    until its response arrives, then for *per* seconds: whatever delays a request on its way, the
+    server never sees more than *requests* in any *per* seconds of its own (the steady rate is
+    *requests* per *per* plus the response time). A request over the limit waits (it does not fail)
+    until it may go, in the order requests arrived; a waiter that is cancelled takes no place. *burst*
+    (1 to *requests*) spreads requests out: at most *burst* back to back, then one every
     ``per / requests`` seconds; ``None`` lets all *requests* go at once. In-process, the limiter keeps
     one timestamp per request in the window. With *redis*, processes and machines share the window
-    (*per* must then be a whole number of seconds, and *burst* is not available).
+    (*burst* is then not available).
 
     Raises ``TypeError`` or ``ValueError`` naming the argument that is not of the right kind.
     """
@@ -167,11 +170,6 @@ class RateLimit:
         if self.redis is not None:
             if not isinstance(self.redis, RedisLimit):
                 raise TypeError(f"RateLimit(redis=...) must be a RedisLimit or None, not {self.redis!r}")
-            if self.per != int(self.per) or self.per < 1:
-                raise ValueError(
-                    f"RateLimit(per={self.per!r}) must be a whole number of seconds with redis= "
-                    "(the shared window counts in seconds); e.g. per=1 or per=3600"
-                )
             if self.burst is not None:
                 raise ValueError(
                     f"RateLimit(burst={self.burst!r}) is not available with redis= (the shared limit is a "

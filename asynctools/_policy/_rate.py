@@ -1,12 +1,23 @@
-"""Rate limiters: an exact sliding window in-process, or one shared through Redis with ``limits``."""
+"""Rate limiters that count a request from its start until its answer: in-process, or shared through Redis.
+
+Why until the answer, and not only at the start: a limiter that counts requests when it lets them go
+cannot see when they reach the server. Connection set-up, TLS, a busy loop or another process's
+scheduling delay some and not others, and a window's worth of delayed requests then arrives together
+with the next window's: the server counts more than the limit in one of its windows (measured: up to
+100 in a second for "50 per second"). Holding a request's place from its start until its response
+arrives, then for ``per`` seconds more, bounds what the server can see: its arrival lies somewhere in
+that span, so no window of ``per`` seconds at the server holds more than the limit. The price is the
+response time: the steady rate is ``requests`` per ``per`` + response time.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
-import time
-from typing import Any
+import uuid
+from typing import Any, Final
 
 from aiohttp import ClientError
 
@@ -15,6 +26,10 @@ from ._config import RateLimit
 __all__ = ("LocalLimiter", "RedisLimitError", "RedisLimiter", "make_limiter")
 
 logger = logging.getLogger("asynctools")
+
+# A place in Redis held by a request whose answer never came back (its process died) is given back
+# after this many seconds (then ``per`` more): a crash costs one place for a while, never for ever.
+IN_FLIGHT_LEASE: Final = 300.0
 
 
 class RedisLimitError(ClientError):
@@ -38,19 +53,22 @@ class _Figures:
 
 
 class LocalLimiter:
-    """At most ``requests`` starts in any ``per`` seconds, optionally at most ``burst`` back to back.
+    """At most ``requests`` places in any ``per`` seconds, optionally at most ``burst`` back to back.
 
-    The window is a log of start times (exact, unlike a fixed window that lets twice the limit through
-    around its reset); ``burst`` is a GCRA on top (one theoretical arrival time). Waiters queue on one
-    FIFO lock and sleep while holding it, so they go in arrival order, and a waiter cancelled in its
-    sleep leaves without having taken anything.
+    A place is taken by ``acquire()`` and held until ``finish()`` (the response arrived, or the attempt
+    failed), then for ``per`` seconds: the log keeps the finish times (exact, unlike a fixed window that
+    lets twice the limit through around its reset). ``burst`` is a GCRA on the starts (one theoretical
+    arrival time). Waiters queue on one FIFO lock and wait while holding it, so they go in arrival
+    order, and a waiter cancelled while waiting leaves without having taken anything.
     """
 
     def __init__(self, rate: RateLimit, figures: _Figures | None = None) -> None:
         self._limit = rate.requests
         self._per = float(rate.per)
-        # Only the last `requests` starts can hold a new one back: older ones fall off by themselves.
-        self._starts: collections.deque[float] = collections.deque(maxlen=rate.requests)
+        self._held = 0  # started, not finished
+        # Finish times, oldest first. Only the last `requests` can hold a new start back.
+        self._finished: collections.deque[float] = collections.deque(maxlen=rate.requests)
+        self._freed: asyncio.Event | None = None  # set by finish() while a waiter needs a held place
         self._interval = self._per / rate.requests
         # GCRA tolerance: how far ahead of the steady pace the theoretical arrival time may run.
         self._tolerance = None if rate.burst is None else self._interval * (rate.burst - 1)
@@ -59,31 +77,46 @@ class LocalLimiter:
         self._queued = 0  # in the slow path: while any, newcomers queue behind them (no overtaking)
         self.figures = figures if figures is not None else _Figures()
 
-    def _delay(self, now: float) -> float:
-        starts = self._starts
-        while starts and starts[0] <= now - self._per:
-            starts.popleft()
-        delay = starts[0] + self._per - now if len(starts) >= self._limit else 0.0
+    def _delay(self, now: float) -> float | None:
+        """Seconds until a place frees up (0: one is free), or ``None`` until a held one finishes."""
+        finished = self._finished
+        while finished and finished[0] <= now - self._per:
+            finished.popleft()
+        # Places to give back before one is free: the oldest finish times leave the window first.
+        excess = self._held + len(finished) - self._limit
+        if excess < 0:
+            delay = 0.0
+        elif excess < len(finished):
+            delay = finished[excess] + self._per - now
+        else:
+            return None
         if self._tolerance is not None:
             delay = max(delay, self._tat - self._tolerance - now)
         return delay
 
-    def record(self, now: float) -> None:
-        """Count a start made elsewhere (granted by Redis) at loop time *now*, without waiting."""
-        self._take(now)
-
-    def _take(self, now: float) -> None:
-        self._starts.append(now)
+    def take(self, now: float) -> None:
+        """Hold a place from loop time *now* without waiting (one granted elsewhere, by Redis)."""
+        self._held += 1
         if self._tolerance is not None:
             self._tat = max(self._tat, now) + self._interval
 
-    async def acquire(self) -> None:
-        """Wait until a request may start, then count it. Cancelling the wait takes nothing."""
+    def finish(self, token: str | None = None) -> None:
+        """Give back a place taken by ``acquire()`` or ``take()``: it stays counted for ``per`` seconds."""
+        self._held -= 1
+        self._finished.append(asyncio.get_running_loop().time())
+        if self._freed is not None:
+            self._freed.set()
+
+    async def acquire(self) -> str | None:
+        """Wait until a place is free, then hold it (``finish()`` gives it back). Returns ``None``.
+
+        Cancelling the wait takes nothing.
+        """
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if not self._queued and self._delay(now) <= 0:  # the common case: no await at all
-            self._take(now)
-            return
+        if not self._queued and self._delay(now) == 0.0:  # the common case: no await at all
+            self.take(now)
+            return None
         figures = self.figures
         began = now
         figures.waits += 1
@@ -91,33 +124,70 @@ class LocalLimiter:
         self._queued += 1
         try:
             async with self._lock:
-                # A deadline, not an event: nothing but time makes room in the window.
-                while (delay := self._delay(loop.time())) > 0:  # noqa: ASYNC110
-                    await asyncio.sleep(delay)
-                self._take(loop.time())
+                while (delay := self._delay(loop.time())) != 0.0:
+                    if delay is None:  # every place is held by a request still waiting for its answer
+                        freed = self._freed = self._freed or asyncio.Event()
+                        freed.clear()
+                        await freed.wait()
+                    elif delay > 0:
+                        await asyncio.sleep(delay)
+                    else:
+                        break
+                self.take(loop.time())
         finally:
             self._queued -= 1
             figures.waiting -= 1
             figures.wait_seconds += loop.time() - began
+        return None
+
+
+# KEYS[1]: the origin's sorted set of places, each scored by when it leaves the window's count: its
+# finish time, or (while in flight) its start + IN_FLIGHT_LEASE. ARGV: limit, per, lease, place name.
+# Returns "" when the place was taken, else the seconds until the one blocking it leaves. Redis's own
+# clock (TIME) keeps the window, so clients' clocks need not agree.
+_ACQUIRE: Final = """
+local key = KEYS[1]
+local limit, per, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - per)
+local count = redis.call('ZCARD', key)
+if count < limit then
+  redis.call('ZADD', key, now + lease, ARGV[4])
+  redis.call('PEXPIRE', key, math.ceil((per + lease) * 1000))
+  return ''
+end
+local blocking = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+return tostring(tonumber(blocking[2]) + per - now)
+"""
+
+# KEYS[1]: as above; ARGV[1]: the place. Its answer came: it counts until now + per (if still there).
+_FINISH: Final = """
+local t = redis.call('TIME')
+return redis.call('ZADD', KEYS[1], 'XX', tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
+"""
 
 
 class RedisLimiter:
-    """The same sliding window kept in Redis by ``limits`` (``MovingWindowRateLimiter``, redis-py).
+    """The same window kept in Redis (redis-py, two small Lua scripts), shared by every process.
 
-    Each start is one atomic Lua script on the server (test and record), so processes cannot both take
-    the last place. Over the limit, it sleeps until the oldest start leaves the window and asks again;
-    the process's other requests queue behind it on one FIFO lock, in order, asking one at a time. A
-    waiter cancelled while asleep takes nothing; one cancelled during its round trip to Redis may have
-    taken its place (the script cannot be taken back).
+    Taking a place is one atomic script on the server (test and record), so processes cannot both take
+    the last place; giving it back is another, run in a task of its own so the response is not held
+    up. Over the limit, it sleeps until the place blocking it leaves and asks again (polling: nothing
+    tells a process of room made by another); the process's other requests queue behind it on one
+    FIFO lock, in order, asking one at a time. A waiter cancelled while asleep takes nothing; one
+    cancelled during its round trip to Redis may have taken its place (given back after
+    ``IN_FLIGHT_LEASE`` + ``per`` seconds).
+
+    Why not a limiter library: ``limits`` and PyrateLimiter count a request when it is let go and
+    cannot hold its place until its answer, which is what keeps the server's windows within the limit
+    (see the module's docstring).
     """
 
     def __init__(self, rate: RateLimit, origin: str) -> None:
         assert rate.redis is not None
         try:
             import redis.asyncio
-            from limits import RateLimitItemPerSecond
-            from limits.aio.storage import RedisStorage
-            from limits.aio.strategies import MovingWindowRateLimiter
         except ImportError as exc:  # pragma: no cover - the extra is installed in the test environment
             raise ImportError(
                 "RateLimit(redis=...) needs the 'redis' extra: "
@@ -130,30 +200,34 @@ class RedisLimiter:
         self._pool = redis.asyncio.ConnectionPool.from_url(
             config.url, socket_connect_timeout=config.timeout, socket_timeout=config.timeout
         )
-        pool: Any = self._pool  # limits types its options as str | float | bool; it takes a pool too
-        storage = RedisStorage(
-            "async+" + config.url if not config.url.startswith("unix") else "async+redis+" + config.url,
-            implementation="redispy",
-            connection_pool=pool,
-            key_prefix=config.prefix,
-        )
-        self._strategy = MovingWindowRateLimiter(storage)
-        self._item = RateLimitItemPerSecond(rate.requests, int(rate.per))
+        client = redis.asyncio.Redis(connection_pool=self._pool)
+        self._acquire_script: Any = client.register_script(_ACQUIRE)
+        self._finish_script: Any = client.register_script(_FINISH)
+        self._key = f"{config.prefix}:rate:{rate.requests}/{rate.per}:{origin}"
+        self._args = (rate.requests, float(rate.per), IN_FLIGHT_LEASE)
+        self._per = float(rate.per)
+        # While a place in Redis is held by a request still in flight, how often to ask again.
+        self._poll = min(max(self._per / rate.requests, 0.005), 1.0)
+        self._names = f"{uuid.uuid4().hex}:"  # this limiter's places: name + a counter
+        self._count = 0
         self._origin = origin
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, asyncio.TimeoutError)
         self._local = LocalLimiter(RateLimit(rate.requests, rate.per), self.figures)
         self._local_until = -float("inf")
         self._lock = asyncio.Lock()
         self._queued = 0  # in the slow path: while any, newcomers queue behind them (no overtaking)
+        self._finishing: set[asyncio.Task[None]] = set()
 
-    async def acquire(self) -> None:
-        """Wait until the shared window has room, then count this start in it.
+    async def acquire(self) -> str | None:
+        """Wait until the shared window has room, then hold a place in it; return what ``finish()`` takes.
 
         Raises ``RedisLimitError`` when Redis cannot be reached and ``on_error="fail"``.
         """
         loop = asyncio.get_running_loop()
-        if not self._queued and (await self._try(loop)) is None:  # the common case: one round trip
-            return
+        if not self._queued:  # the common case: one round trip
+            taken = await self._try(loop)
+            if not isinstance(taken, float):
+                return taken
         figures = self.figures
         began = loop.time()
         figures.waits += 1
@@ -162,25 +236,23 @@ class RedisLimiter:
         try:
             async with self._lock:
                 # Polling Redis is the only way to hear of room made by other processes.
-                while (delay := await self._try(loop)) is not None:  # noqa: ASYNC110
-                    await asyncio.sleep(delay)
+                while isinstance(taken := await self._try(loop), float):  # noqa: ASYNC110
+                    await asyncio.sleep(taken)
+                return taken
         finally:
             self._queued -= 1
             figures.waiting -= 1
             figures.wait_seconds += loop.time() - began
 
-    async def _try(self, loop: asyncio.AbstractEventLoop) -> float | None:
-        """Take a place in the window (``None``), or say how long until the next may free up."""
+    async def _try(self, loop: asyncio.AbstractEventLoop) -> str | float | None:
+        """Take a place: its name in Redis, ``None`` for one taken in-process, or seconds to wait."""
         if loop.time() < self._local_until:
             await self._local.acquire()
             return None
+        self._count += 1
+        name = f"{self._names}{self._count}"
         try:
-            if await self._strategy.hit(self._item, self._origin):
-                # Kept in the local log too, so that a fallback to it goes on from this process's window
-                # instead of an empty one (which would let a second full window through at once).
-                self._local.record(loop.time())
-                return None
-            stats = await self._strategy.get_window_stats(self._item, self._origin)
+            blocked = await self._acquire_script(keys=[self._key], args=[*self._args, name])
         except self._errors as exc:
             self.figures.redis_errors += 1
             if self._config.on_error == "fail":
@@ -199,14 +271,45 @@ class RedisLimiter:
             self._local_until = loop.time() + self._config.recheck
             await self._local.acquire()
             return None
-        # The window's oldest start leaves at reset_time (wall clock, as limits keeps it).
-        return max(stats.reset_time - time.time(), 0.001)
+        if not blocked:
+            # Held in the local log too, so that a fallback to it goes on from this process's window
+            # instead of an empty one (which would let a second full window through at once).
+            self._local.take(loop.time())
+            return name
+        delay = float(blocked)
+        # Longer than `per`: the blocking place is still in flight and may finish any moment.
+        return min(delay, self._poll) if delay > self._per else max(delay, 0.001)
+
+    def finish(self, token: str | None) -> None:
+        """Give back the place *token* (from ``acquire()``): it stays counted for ``per`` seconds more."""
+        self._local.finish()
+        if token is None:
+            return
+        # Its own task and context: the response goes on at once, and the caller's context is not kept.
+        task = contextvars.Context().run(asyncio.get_running_loop().create_task, self._finish(token))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finish(self, token: str) -> None:
+        try:
+            await self._finish_script(keys=[self._key], args=[token])
+        except self._errors as exc:
+            self.figures.redis_errors += 1
+            logger.warning(
+                "Redis at %r unreachable (%r): a place in the rate limit for %s stays held for up to %s s",
+                self._config.url,
+                exc,
+                self._origin,
+                IN_FLIGHT_LEASE,
+            )
 
     async def aclose(self) -> None:
-        """Close the connections to Redis."""
+        """Give back the places still being given back, then close the connections to Redis."""
+        while self._finishing:
+            await asyncio.gather(*self._finishing)
         await self._pool.disconnect()
 
 
 def make_limiter(rate: RateLimit, origin: str) -> LocalLimiter | RedisLimiter:
-    """The limiter *rate* asks for, counting starts to *origin*."""
+    """The limiter *rate* asks for, counting requests to *origin*."""
     return LocalLimiter(rate) if rate.redis is None else RedisLimiter(rate, origin)

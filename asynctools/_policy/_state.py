@@ -96,10 +96,11 @@ class SiteState:
             await self._limiter.aclose()
 
     async def _send(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        """One attempt: a concurrency place, then a rate-limit start, then the request.
+        """One attempt: a concurrency place, then a rate-limit place, then the request.
 
-        The place is taken first so that the start is counted just before the request leaves: counted
-        first, starts held back by the semaphore would leave together, over the rate. The place is held
+        The concurrency place is taken first so that the rate-limit place is taken just before the
+        request leaves: taken first, places held back by the semaphore would leave together, over the
+        rate. The rate-limit place is held until the response (its headers) arrives. The place is held
         until the response is released (its body read, ``release()``, or the ``async with`` left), as
         aiohttp's own connection limits are: the server is still busy sending it.
         """
@@ -117,14 +118,20 @@ class SiteState:
                 if semaphore is not None:
                     semaphore.release()
 
+        limiter = self._limiter
         try:
-            if self._limiter is not None:
-                await self._limiter.acquire()
+            place = None if limiter is None else await limiter.acquire()
             # In flight from here: a request waiting for the rate limit has not been sent.
             counted = True
             self._in_flight += 1
             self._attempts += 1
-            resp = await handler(req)
+            try:
+                resp = await handler(req)
+            finally:
+                # The server has the request (or never will): its place in the rate limit counts from
+                # now for the limit's window, so the server's own windows stay within it.
+                if limiter is not None:
+                    limiter.finish(place)
         except BaseException:
             release()
             raise
