@@ -146,11 +146,12 @@ class AbstractSessionContainer:
     acquires one for its own duration. Containers with the same origin (from *base_url*) and the same
     *session_kwargs* share one session, and so one connection pool and one cookie jar.
 
-    *base_url* may also be set as a class attribute; relative URLs given to the request helpers
-    (``get``, ``post``, ...) are resolved against it. *session_kwargs* are ``aiohttp.ClientSession``'s
-    own (``headers=``, ``timeout=``, ``raise_for_status=``...). *registry* defaults to
-    ``default_registry``. A *session* passed in is borrowed: used as it is, never closed or released.
-    Constructing a container needs no event loop and creates no session.
+    *base_url* may also be given for the class (a class keyword, as below, or a class attribute);
+    relative URLs given to the request helpers (``get``, ``post``, ...) are resolved against it.
+    *session_kwargs* are ``aiohttp.ClientSession``'s own (``headers=``, ``timeout=``,
+    ``raise_for_status=``...). *registry* defaults to ``default_registry``. A *session* passed in is
+    borrowed: used as it is, never closed or released. Constructing a container needs no event loop
+    and creates no session.
 
     Sharing a session shares its cookie jar. With ``isolate_cookies=True`` the container gets a session
     and cookie jar of its own, on a connection pool the registry shares among every such container of
@@ -161,9 +162,7 @@ class AbstractSessionContainer:
     not accept; ``ValueError`` for a *base_url* without a host or with a scheme other than http, https,
     ws or wss, and for ``isolate_cookies=True`` with ``cookie_jar=``, ``cookies=`` or ``connector=``.
 
-        class GitHub(AbstractSessionContainer):
-            base_url = "https://api.github.com"
-
+        class GitHub(AbstractSessionContainer, base_url="https://api.github.com"):
             @attach_session
             async def user(self, name, session=None):
                 async with session.get(f"https://api.github.com/users/{name}") as resp:
@@ -173,15 +172,30 @@ class AbstractSessionContainer:
             users = await asyncio.gather(*(github.user(n) for n in names))
     """
 
-    base_url: str | URL | None = None
+    #: The site's URL, a ``yarl.URL`` on every instance (``None``: no site of its own).
+    base_url: URL | None = None
     #: A ``SitePolicy`` for ``base_url``'s origin, stated to the registry when a container is made.
     policy: ClassVar[SitePolicy | None] = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Refuse, at class creation, 0.1.3's ``session_hook``, which a shared session cannot honour."""
+    def __init_subclass__(cls, *, base_url: str | URL | None = None, **kwargs: Any) -> None:
+        """Take the class keyword ``base_url`` (checked now), and refuse 0.1.3's ``session_hook``.
+
+        ``class GitHub(AbstractSessionContainer, base_url="https://api.github.com")`` is the typed
+        spelling: a class attribute ``base_url = "https://..."`` works too, but type checkers then
+        read a ``str`` where instances hold a ``URL`` (``base_url = URL("https://...")`` is fine).
+        Raises what ``__init__`` raises for a bad *base_url*, and ``TypeError`` for one given both as
+        a keyword and as a class attribute, or for a ``session_hook`` (removed in 1.0).
+        """
         super().__init_subclass__(**kwargs)
         if "session_hook" in vars(cls):
             raise _removed_hook("session_hook")
+        if base_url is not None:
+            if "base_url" in vars(cls):
+                raise TypeError(
+                    f"{cls.__name__} gives base_url twice, as a class keyword ({base_url!r}) and as a "
+                    f"class attribute ({vars(cls)['base_url']!r}); keep one"
+                )
+            cls.base_url = parse_url(base_url)
 
     def set_session_hook(self, hook: object) -> None:
         """Removed in 1.0 (see the docs' migration page); raises ``TypeError`` saying why."""

@@ -68,6 +68,47 @@ async def test_base_url_class_attribute_and_relative_urls(registry, upstream):
         assert (await resp.json())["path"] == "/echo/x"
 
 
+async def test_base_url_class_keyword_is_checked_at_class_creation_and_inherited(registry, upstream):
+    class Versioned(AbstractSessionContainer, base_url=upstream.url("/echo/v3")):
+        pass
+
+    class Child(Versioned):
+        pass
+
+    assert Versioned.base_url == URL(upstream.url("/echo/v3"))  # a URL already on the class
+    for api in (Versioned(registry=registry), Child(registry=registry)):
+        assert api.base_url == URL(upstream.url("/echo/v3"))
+        async with api.get("users") as resp:
+            assert (await resp.json())["path"] == "/echo/v3/users"
+    elsewhere = Versioned(upstream.url("/echo/other"), registry=registry)  # the instance's own wins
+    async with elsewhere.get("x") as resp:
+        assert (await resp.json())["path"] == "/echo/other/x"
+
+
+@pytest.mark.parametrize(
+    ("value", "exc", "words"),
+    [
+        ("api.example.com", ValueError, "has no host"),
+        ("ftp://files.example", ValueError, "'ftp'"),
+        (42, TypeError, "42"),
+    ],
+)
+def test_a_bad_base_url_class_keyword_is_refused_before_the_class_exists(value, exc, words):
+    with pytest.raises(exc, match=words):
+
+        class Bad(AbstractSessionContainer, base_url=value):
+            pass
+
+    assert "Bad" not in locals()
+
+
+def test_base_url_given_as_keyword_and_attribute_is_refused():
+    with pytest.raises(TypeError, match=r"Twice gives base_url twice.*'https://b.example'.*keep one"):
+
+        class Twice(AbstractSessionContainer, base_url="https://a.example"):
+            base_url = "https://b.example"
+
+
 async def test_start_and_close_session_as_plain_calls(registry):
     api = Api(registry=registry)
     api.start_session()

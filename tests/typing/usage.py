@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from aiohttp import ClientResponse, ClientSession
 from typing_extensions import assert_type
+from yarl import URL
 
 from asynctools import AbstractSessionContainer, SessionRegistry, attach_named_session, attach_session
 
@@ -40,6 +41,26 @@ class Api(AbstractSessionContainer):
     async def pages(self, http: ClientSession | None = None) -> AsyncIterator[int]:
         assert http is not None
         yield 1
+
+
+class GitHub(AbstractSessionContainer, base_url="https://api.github.com"):
+    pass
+
+
+class Weather(AbstractSessionContainer):
+    base_url = URL("https://api.weather.example")
+
+
+def base_urls(api: Api) -> None:
+    assert_type(api.base_url, URL | None)
+    assert_type(GitHub().base_url, URL | None)
+    assert_type(Weather().base_url, URL)
+    GitHub(base_url=URL("https://github.example"))
+    GitHub(base_url=3)  # type: ignore[arg-type]
+
+
+class Old(AbstractSessionContainer):
+    base_url = "https://api.example.com"  # type: ignore[assignment]
 
 
 async def use(registry: SessionRegistry) -> None:
