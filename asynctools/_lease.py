@@ -11,7 +11,12 @@ from aiohttp import ClientSession
 from ._diagnostics import report_unreleased
 from ._keys import SessionKey
 
-__all__ = ("Entry", "HeldLease", "Lease", "LeaseHolder")
+__all__ = ("Entry", "HeldLease", "Lease", "LeaseHolder", "released_twice")
+
+
+def released_twice(what: str) -> ValueError:
+    """The error for *what* (a session) given back more times than it was taken."""
+    return ValueError(f"{what} was released more times than it was acquired; release each acquisition once")
 
 
 class LeaseHolder(Protocol):
@@ -76,9 +81,7 @@ class Lease:
         Raises ``ValueError`` for a lease already released.
         """
         if self.released:
-            raise ValueError(
-                "this session was released more times than it was acquired; release each acquisition once"
-            )
+            raise released_twice("this session")
         self.released = True
         entry = self.entry
         entry.users -= 1

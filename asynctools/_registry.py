@@ -17,7 +17,7 @@ from aiohttp import ClientSession, TraceConfig
 from yarl import URL
 
 from ._keys import SessionKey, make_key
-from ._lease import Entry, Lease
+from ._lease import Entry, Lease, released_twice
 from ._metrics import SiteMetricsBook, metrics_trace_config
 from ._policy import SitePolicy, SiteState, site_middleware
 from ._pool import LoopPool
@@ -256,10 +256,7 @@ class SessionRegistry:
         with self._lock:
             lease = entry.raw.pop() if entry.raw else None
         if lease is None:
-            raise ValueError(
-                f"{session!r} was released more times than it was acquired; "
-                "call release() once for each acquire()"
-            )
+            raise released_twice(repr(session))
         await lease.release_and_wait()
 
     def session(self, url: Any = None, **session_kwargs: Any) -> SessionLease:

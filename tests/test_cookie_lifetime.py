@@ -9,22 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from asynctools import AbstractSessionContainer, SessionRegistry
+from test_cookies import Account, site
 
-
-class Account(AbstractSessionContainer):
-    async def login(self, user: str) -> None:
-        async with self.get("/set-cookie", params={"name": "user", "value": user}) as resp:
-            assert resp.status == 200
-
-    async def cookies_sent(self) -> dict[str, str]:
-        async with self.get("/echo") as resp:
-            return dict((await resp.json())["cookies"])
-
-
-def site(upstream) -> str:
-    # aiohttp's cookie jar ignores cookies of IP addresses: talk to the loopback server by name.
-    return upstream.url().replace("127.0.0.1", "localhost")
+from asynctools import SessionRegistry
 
 
 async def until_nothing_open(registry: SessionRegistry) -> None:
