@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from aiohttp import ClientSession, TCPConnector
+from aiohttp import ClientRequest, ClientSession, ClientTimeout, TCPConnector
 from aiohttp.abc import AbstractCookieJar
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 
 from ._keys import SessionKey
+from ._metrics import ConnectionTracker, connection_tracker
 
 __all__ = ("SharedConnector",)
 
@@ -30,6 +33,10 @@ class SharedConnector:
     headers and every other option stay per session; connections are keyed by host, port and TLS
     settings by aiohttp itself. Sessions given a ``connector=`` of the user's (or options that build
     one) keep theirs.
+
+    When the sessions report to a metrics ``TraceConfig`` (``SessionRegistry(metrics=True)``), the shared
+    connector is an ``ObservedConnector``: it counts its connections open, idle and closed per site.
+    Connectors of the user's own are not observed.
     """
 
     def __init__(self, *, lend: bool = True) -> None:
@@ -56,7 +63,12 @@ class SharedConnector:
         if not self._lend or _OWN_CONNECTOR & kwargs.keys():
             return ClientSession(**kwargs)
         if self._connector is None or self._connector.closed:
-            self._connector = TCPConnector(limit=0, limit_per_host=LIMIT_PER_HOST)
+            # Every session of one registry gets the same trace configs: the first one decides.
+            tracker = connection_tracker(trace_configs)
+            if tracker is None:
+                self._connector = TCPConnector(limit=0, limit_per_host=LIMIT_PER_HOST)
+            else:
+                self._connector = ObservedConnector(tracker, limit=0, limit_per_host=LIMIT_PER_HOST)
         return ClientSession(**kwargs, connector=self._connector, connector_owner=False)
 
     def close(self, sessions: list[ClientSession]) -> Callable[[], Awaitable[None]] | None:
@@ -85,3 +97,31 @@ class SharedConnector:
         """Let go of the connector without closing it: it belongs to a parent process (see ``fork``)."""
         keep(self._connector)
         self._connector = None
+
+
+class ObservedConnector(TCPConnector):
+    """A ``TCPConnector`` that reports every connection it hands out, and its own closing, to a
+    ``ConnectionTracker`` (which counts connections open, idle and closed per site).
+
+    aiohttp's tracing has no signal for a connection released or closed; the public ``connect()`` and
+    ``close()`` of the connector, the ``Connection`` they hand out (``protocol``, ``add_callback()``) and
+    the protocol's ``closed`` future give them. Takes ``TCPConnector``'s keyword arguments besides.
+    """
+
+    def __init__(self, tracker: ConnectionTracker, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tracker = tracker
+        tracker.force_close = self.force_close
+
+    async def connect(self, req: ClientRequest, traces: list[Trace], timeout: ClientTimeout) -> Connection:
+        """Get a connection from the pool or open one (``TCPConnector.connect``), and report it."""
+        connection = await super().connect(req, traces, timeout)
+        self.tracker.acquired(connection, req.url)
+        return connection
+
+    async def close(self, **kwargs: Any) -> None:
+        """Close the connector and every connection (``TCPConnector.close``); report them all closed."""
+        try:
+            await super().close(**kwargs)
+        finally:
+            self.tracker.close_all()

@@ -8,10 +8,11 @@ fixed-size counters and never touches the request path.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -30,16 +31,19 @@ from aiohttp import (
     TraceRequestRedirectParams,
     TraceRequestStartParams,
 )
+from aiohttp.connector import Connection
 from yarl import URL
 
 from ._keys import Origin
 
 __all__ = (
     "LATENCY_BOUNDS",
+    "ConnectionTracker",
     "MetricsObserver",
     "SiteMetrics",
     "SiteMetricsBook",
     "SiteMetricsSnapshot",
+    "connection_tracker",
     "metrics_trace_config",
 )
 
@@ -68,7 +72,8 @@ def _bucket(seconds: float) -> int:
 
 
 class MetricsObserver(Protocol):
-    """What ``SiteMetricsBook.add_observer`` takes: told of each finished request (to feed OpenTelemetry).
+    """What ``SiteMetricsBook.add_observer`` takes: told of each finished request and each closed
+    connection (to feed OpenTelemetry).
 
     Called on the request path, only while registered: keep it short, and never raise.
     """
@@ -77,6 +82,9 @@ class MetricsObserver(Protocol):
         self, site: SiteMetrics, method: str, status: int | None, error: str | None, seconds: float
     ) -> None:
         """A request on *site* ended with a response (*status*) or an exception (*error*, its type name)."""
+
+    def connection_closed(self, site: SiteMetrics, seconds: float) -> None:
+        """A connection to *site* (seen by a ``ConnectionTracker``) closed, *seconds* after it opened."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,10 @@ class SiteMetricsSnapshot:
     included) and their total seconds; ``latency_p50`` / ``latency_p99``: the upper bound, in seconds, of
     the histogram bucket holding that quantile (the true value lies within ~19% below it), ``None`` before
     any. ``sessions_open``, ``sessions_idle``, ``acquisitions``: what the registry reported for this origin.
+    ``connections_active`` / ``connections_idle``: connections open now, serving a request / kept alive
+    in the pool; ``connections_closed`` and ``connection_time``: connections closed so far and the seconds
+    they were open, all told (these four count only connections on a registry's shared connector, see
+    ``ConnectionTracker``).
     """
 
     origin: str
@@ -115,6 +127,11 @@ class SiteMetricsSnapshot:
     sessions_open: int
     sessions_idle: int
     acquisitions: int
+    # Defaults: added after the first release, so that positional construction keeps working.
+    connections_active: int = 0
+    connections_idle: int = 0
+    connections_closed: int = 0
+    connection_time: float = 0.0
 
 
 class SiteMetrics:
@@ -130,6 +147,10 @@ class SiteMetrics:
         "_observers",
         "acquisitions",
         "cancelled",
+        "connection_time",
+        "connections_active",
+        "connections_closed",
+        "connections_idle",
         "connections_opened",
         "connections_reused",
         "dns_cache_hits",
@@ -168,6 +189,10 @@ class SiteMetrics:
         self.sessions_open = 0
         self.sessions_idle = 0
         self.acquisitions = 0
+        self.connections_active = 0
+        self.connections_idle = 0
+        self.connections_closed = 0
+        self.connection_time = 0.0
         # Shared with the book, so an observer added later reaches every site; empty costs one truth test.
         self._observers: list[MetricsObserver] = [] if observers is None else observers
 
@@ -240,6 +265,10 @@ class SiteMetrics:
             sessions_open=self.sessions_open,
             sessions_idle=self.sessions_idle,
             acquisitions=self.acquisitions,
+            connections_active=self.connections_active,
+            connections_idle=self.connections_idle,
+            connections_closed=self.connections_closed,
+            connection_time=self.connection_time,
         )
 
 
@@ -248,7 +277,8 @@ class SiteMetricsBook:
 
     ``lookup`` is what ``metrics_trace_config`` takes. Requests to new origins beyond *max_sites* are not
     counted (a session built without a URL may be sent anywhere, and memory must stay bounded); they
-    are counted in ``untracked`` instead.
+    are counted in ``untracked`` instead (and so are new connections to them, seen by a
+    ``ConnectionTracker``).
 
     Raises ``ValueError`` for *max_sites* below 1.
     """
@@ -445,7 +475,7 @@ def metrics_trace_config(lookup: Callable[[URL], SiteMetrics | None]) -> TraceCo
             site.dns_cache_hits += 1
 
     # aiohttp types the context as SimpleNamespace; ours is a slotted class made by the factory below.
-    config = TraceConfig(trace_config_ctx_factory=_context_factory())
+    config = _MetricsTraceConfig(lookup, trace_config_ctx_factory=_context_factory())
     for signal, callback in (
         (config.on_request_start, on_request_start),
         (config.on_request_end, on_request_end),
@@ -464,3 +494,149 @@ def metrics_trace_config(lookup: Callable[[URL], SiteMetrics | None]) -> TraceCo
 
 def _context_factory() -> Any:
     return _RequestContext
+
+
+class _MetricsTraceConfig(TraceConfig):
+    """The ``TraceConfig`` ``metrics_trace_config`` makes: it keeps its *lookup*, so that a connector
+    building sessions with it can count their connections in the same sites (``connection_tracker``)."""
+
+    def __init__(self, lookup: Callable[[URL], SiteMetrics | None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lookup = lookup
+
+
+def connection_tracker(trace_configs: Iterable[object]) -> ConnectionTracker | None:
+    """A ``ConnectionTracker`` counting into the sites of the first of *trace_configs* that
+    ``metrics_trace_config`` made, or ``None`` if there is none (metrics are off)."""
+    for config in trace_configs:
+        if isinstance(config, _MetricsTraceConfig):
+            return ConnectionTracker(config.lookup)
+    return None
+
+
+class _Tracked:
+    """One open connection a ``ConnectionTracker`` has seen: its site, when it opened, whether in use."""
+
+    __slots__ = ("active", "on_release", "opened", "protocol", "site", "tracker")
+
+    def __init__(self, tracker: ConnectionTracker, protocol: Any, site: SiteMetrics | None) -> None:
+        self.tracker = tracker
+        self.protocol = protocol
+        self.site = site
+        self.opened = _now()
+        self.active = True
+        # Bound once: every request on this connection hands it to aiohttp's Connection.add_callback.
+        self.on_release = self.released
+
+    def released(self) -> None:
+        # aiohttp calls this before it puts the connection back in its pool, or closes it.
+        if not self.active:
+            return
+        self.active = False
+        site = self.site
+        if site is not None:
+            site.connections_active -= 1
+            site.connections_idle += 1
+        if not self.tracker.watches_close:
+            self.tracker.released_without_close_signal(self)
+
+    def lost(self, closed: asyncio.Future[Any]) -> None:
+        if not closed.cancelled():
+            closed.exception()  # lost with an error: retrieved, or asyncio logs it as never retrieved
+        self.tracker.closed(self)
+
+
+class ConnectionTracker:
+    """Counts the connections of one connector per site: open (active or idle), closed, how long each lived.
+
+    aiohttp's tracing signals a connection opened or reused, never released or closed, so the connector
+    reports to the tracker instead: ``acquired()`` for every connection it hands out, ``close_all()`` when
+    it closes. A protocol not seen before is a new connection; ``Connection.add_callback`` says when the
+    request lets go of it; the protocol's ``closed`` future (public in later aiohttp 3.12 releases and
+    since) says when it is gone, whoever hung up. Without that future (aiohttp 3.12.0) a connection
+    counts as closed when it is released in a state aiohttp closes (``should_close``), when the connector
+    opens another (those no longer connected are swept then) or when the connector closes.
+
+    Only the loop that runs the connector calls it. *lookup* is the site lookup of
+    ``metrics_trace_config``: called once per new connection, with the URL of the request that opened it.
+    """
+
+    def __init__(self, lookup: Callable[[URL], SiteMetrics | None]) -> None:
+        self._lookup = lookup
+        # Protocol -> what we know of it; untracked sites too (site None), so that each is looked up once.
+        self._open: dict[Any, _Tracked] = {}
+        self.watches_close = True  # whether protocols have aiohttp's closed future; False after one lacks it
+        self.force_close = False  # set by a connector made with force_close=True: it closes on every release
+
+    def __repr__(self) -> str:
+        return f"<ConnectionTracker open={len(self._open)}>"
+
+    def acquired(self, connection: Connection, url: URL) -> None:
+        """*connection* was handed out for a request to *url*: count it active (and new, if it is)."""
+        protocol = connection.protocol
+        if protocol is None:
+            return
+        tracked = self._open.get(protocol)
+        if tracked is None:
+            tracked = self._opened(protocol, url)
+        elif not tracked.active:  # from the keep-alive pool
+            tracked.active = True
+            site = tracked.site
+            if site is not None:
+                site.connections_idle -= 1
+                site.connections_active += 1
+        connection.add_callback(tracked.on_release)
+
+    def _opened(self, protocol: Any, url: URL) -> _Tracked:
+        site = self._lookup(url)
+        tracked = self._open[protocol] = _Tracked(self, protocol, site)
+        if site is not None:
+            site.connections_active += 1
+        # Not in aiohttp 3.12.0, public since (made lazily): set when connection_lost() runs, whoever hung up.
+        closed = getattr(protocol, "closed", None)
+        if isinstance(closed, asyncio.Future):
+            closed.add_done_callback(tracked.lost)
+        elif hasattr(type(protocol), "closed"):  # None: lost already, before we could ask
+            self.closed(tracked)
+        else:
+            self.watches_close = False
+            self._sweep()
+        return tracked
+
+    def _sweep(self) -> None:
+        # Without a close signal: idle connections no longer connected were dropped by the server, or
+        # by aiohttp's keep-alive expiry.
+        for tracked in [t for t in self._open.values() if not t.active]:
+            if not tracked.protocol.is_connected():
+                self.closed(tracked)
+
+    def released_without_close_signal(self, tracked: _Tracked) -> None:
+        """*tracked* was released on an aiohttp without the closed future: count it closed if it will be."""
+        protocol = tracked.protocol
+        if self.force_close or protocol.should_close or not protocol.is_connected():
+            self.closed(tracked)
+
+    def closed(self, tracked: _Tracked) -> None:
+        """*tracked* is gone: count it closed, with how long it was open. Does nothing the second time."""
+        if self._open.pop(tracked.protocol, None) is None:
+            return
+        site, active = tracked.site, tracked.active
+        # A request still holding it releases it later: that must count nothing more.
+        tracked.site, tracked.active = None, False
+        if site is None:
+            return
+        seconds = _now() - tracked.opened
+        if active:
+            site.connections_active -= 1
+        else:
+            site.connections_idle -= 1
+        site.connections_closed += 1
+        site.connection_time += seconds
+        if site._observers:
+            for observer in site._observers:
+                observer.connection_closed(site, seconds)
+
+    def close_all(self) -> None:
+        """The connector closed: every connection still counted open is closed now."""
+        for tracked in list(self._open.values()):
+            self.closed(tracked)

@@ -2,14 +2,17 @@
 
 ``instrument(registry)`` publishes the per-origin counters of ``asynctools._metrics`` through the
 OpenTelemetry metrics API, following the HTTP client semantic conventions where one exists
-(``http.client.request.duration``, ``http.client.active_requests``) and under ``asynctools.`` for the
-pool's own figures. Every attribute names the site only (``server.address``, ``server.port``,
-``url.scheme``) plus, on the request histogram, the method, status code and error type: never a path,
-a query or a header, which could carry one user's data into another's dashboards.
+(``http.client.request.duration``, ``http.client.active_requests``, ``http.client.open_connections``,
+``http.client.connection.duration``) and under ``asynctools.`` for the pool's own figures. Every
+attribute names the site only (``server.address``, ``server.port``, ``url.scheme``) plus, on the request
+histogram, the method, status code and error type, and on the open connections their state: never a
+path, a query or a header, which could carry one user's data into another's dashboards.
 
-Only the request-duration histogram is recorded on the request path (and only once ``instrument()`` has
-been called); everything else is read from the counters when the reader collects. Without this module
-imported nothing OpenTelemetry-specific runs at all.
+Only the request-duration histogram is recorded on the request path, and the connection-duration one as
+a connection closes (and only once ``instrument()`` has been called); everything else is read from the
+counters when the reader collects. Without this module imported nothing OpenTelemetry-specific runs at
+all. Connections are seen only on the registry's shared connector: sessions given a ``connector=`` of
+their own report requests, not connections.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ __all__ = ("Instrumentation", "instrument")
 
 # The HTTP semantic conventions' advice for http.client.request.duration, in seconds.
 _DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+# Connections live from milliseconds (closed after one answer) to minutes (kept alive): 10 ms to 5 min.
+_CONNECTION_BUCKETS: Final = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 # Methods the conventions name; any other is reported as _OTHER, so that a client sending made-up
 # methods cannot grow the number of series without bound.
@@ -70,6 +76,26 @@ class Instrumentation:
             [self._observe(lambda s: [(s.in_flight, None)])],
             unit="{request}",
             description="Number of active HTTP requests.",
+        )
+        self.connection_duration = meter.create_histogram(
+            "http.client.connection.duration",
+            unit="s",
+            description="The duration of the successfully established outbound HTTP connections.",
+            explicit_bucket_boundaries_advisory=_CONNECTION_BUCKETS,
+        )
+        meter.create_observable_up_down_counter(
+            "http.client.open_connections",
+            [
+                self._observe(
+                    lambda s: [
+                        (s.connections_active, ("http.connection.state", "active")),
+                        (s.connections_idle, ("http.connection.state", "idle")),
+                    ]
+                )
+            ],
+            unit="{connection}",
+            description="Number of outbound HTTP connections that are currently active or idle on the "
+            "client.",
         )
         meter.create_observable_up_down_counter(
             "asynctools.client.sessions",
@@ -172,6 +198,10 @@ class Instrumentation:
             # The conventions count 4xx and 5xx answers as client errors, typed by their status code.
             attributes["error.type"] = str(status)
         self.request_duration.record(seconds, attributes)
+
+    def connection_closed(self, site: SiteMetrics, seconds: float) -> None:
+        """Record one connection in ``http.client.connection.duration`` (called as it closes)."""
+        self.connection_duration.record(seconds, self._site(site))
 
     def uninstrument(self) -> None:
         """Stop reporting: no more durations recorded, observable instruments report nothing. Idempotent."""

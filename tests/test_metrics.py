@@ -18,10 +18,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
+from asynctools._connector import ObservedConnector
 from asynctools._metrics import (
     LATENCY_BOUNDS,
+    ConnectionTracker,
     SiteMetrics,
     SiteMetricsBook,
+    SiteMetricsSnapshot,
+    connection_tracker,
     metrics_trace_config,
 )
 
@@ -421,6 +425,9 @@ async def test_observers_hear_each_finished_request(site: Site) -> None:
         ) -> None:
             heard.append((metrics, method, status, error, seconds))
 
+        def connection_closed(self, metrics: SiteMetrics, seconds: float) -> None:
+            raise AssertionError("a plain session's connections are not tracked")
+
     observer = Observer()
     book.add_observer(observer)
     refused = free_port()
@@ -461,3 +468,63 @@ def test_one_config_serves_many_sessions_and_loops() -> None:
     for _ in range(2):
         asyncio.run(one_request())
     assert sum(s.requests for s in book.sites()) == 2
+
+
+def test_a_tracker_comes_only_from_a_metrics_trace_config() -> None:
+    book = SiteMetricsBook()
+    assert connection_tracker([]) is None
+    assert connection_tracker([aiohttp.TraceConfig()]) is None
+    tracker = connection_tracker([aiohttp.TraceConfig(), metrics_trace_config(book.lookup)])
+    assert isinstance(tracker, ConnectionTracker)
+
+
+async def test_an_observed_connector_counts_connections_per_site_and_tells_observers(site: Site) -> None:
+    book = SiteMetricsBook(max_sites=1)
+    closed: list[tuple[str, float]] = []
+
+    class Observer:
+        def request_done(self, *_: object) -> None:
+            pass
+
+        def connection_closed(self, metrics: SiteMetrics, seconds: float) -> None:
+            closed.append((metrics.host, seconds))
+
+    book.add_observer(Observer())
+    config = metrics_trace_config(book.lookup)
+    tracker = connection_tracker([config])
+    assert tracker is not None
+    connector = ObservedConnector(tracker)
+    async with aiohttp.ClientSession(connector=connector, trace_configs=[config]) as session:
+        # Two origins on one server: the second is past max_sites, its connection is not counted.
+        for host in ("127.0.0.1", "localhost", "127.0.0.1", "localhost"):
+            await (await session.get(site.url("/status/200", host))).read()
+        (metrics,) = book.sites()
+        snap = metrics.snapshot()
+        assert (metrics.host, snap.requests, snap.connections_opened, snap.connections_reused) == (
+            "127.0.0.1",
+            2,
+            1,
+            1,
+        )
+        assert (snap.connections_active, snap.connections_idle, snap.connections_closed) == (0, 1, 0)
+        assert book.untracked == 3  # 2 requests, and the one new connection (looked up once)
+    assert connector.closed  # the session owned it
+    for _ in range(1000):
+        if closed:
+            break
+        await asyncio.sleep(0.001)
+    assert [host for host, _ in closed] == ["127.0.0.1"] and closed[0][1] > 0
+    snap = metrics.snapshot()
+    assert (snap.connections_active, snap.connections_idle, snap.connections_closed) == (0, 0, 1)
+    assert snap.connection_time == closed[0][1]
+    assert repr(tracker) == "<ConnectionTracker open=0>"
+
+
+def test_snapshot_connection_figures_default_to_zero() -> None:
+    metrics = SiteMetricsBook().site(("https", "api.example", 443))
+    snap = metrics.snapshot()
+    assert (snap.connections_active, snap.connections_idle, snap.connections_closed) == (0, 0, 0)
+    assert snap.connection_time == 0.0
+    fields = dataclasses.asdict(snap)
+    positional = SiteMetricsSnapshot(*[fields[f.name] for f in dataclasses.fields(snap)][:19])
+    assert positional.connections_closed == 0  # made the way it was before these fields existed

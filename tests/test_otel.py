@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from asynctools import otel
+from asynctools import SessionRegistry, otel
 from asynctools._metrics import SiteMetricsBook, metrics_trace_config
 
 # What an attribute may name: the site, the method, the outcome. Nothing that a URL path, a query or a
@@ -28,6 +28,7 @@ ALLOWED_ATTRIBUTES = {
     "error.type",
     "asynctools.session.state",
     "asynctools.dns.cache",
+    "http.connection.state",
 }
 
 
@@ -211,3 +212,55 @@ def test_instrument_takes_a_registry_with_metrics_or_a_book(meters: Meters) -> N
     instrumentation.uninstrument()
     with pytest.raises(TypeError, match="SessionRegistry or a SiteMetricsBook"):
         otel.instrument(object(), meters.provider)
+
+
+async def test_open_connections_and_connection_duration_from_the_registrys_connector(meters: Meters) -> None:
+    gate = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        arrived.set()
+        await gate.wait()
+        return web.Response(text="done")
+
+    app = web.Application()
+    app.router.add_get("/secret-user-42/", held)
+    srv = TestServer(app, host="127.0.0.1")
+    await srv.start_server()
+    registry = SessionRegistry(metrics=True)
+    instrumentation = otel.instrument(registry, meters.provider)
+    base = {"server.address": "127.0.0.1", "server.port": srv.port, "url.scheme": "http"}
+
+    def open_connections() -> dict[str, int]:
+        found = points(meters.reader)
+        states = {}
+        for point in found["http.client.open_connections"]:
+            assert {k: v for k, v in point.attributes.items() if k != "http.connection.state"} == base
+            states[point.attributes["http.connection.state"]] = point.value
+        return states
+
+    try:
+        async with registry.session(srv.make_url("/")) as session:
+            task = asyncio.create_task(session.get(srv.make_url("/secret-user-42/")))
+            await arrived.wait()
+            assert open_connections() == {"active": 1, "idle": 0}
+            gate.set()
+            await (await task).read()
+            assert open_connections() == {"active": 0, "idle": 1}
+            assert "http.client.connection.duration" not in points(meters.reader)  # still open
+        await registry.close()
+        for _ in range(1000):  # the connector's close ends the connection as connection_lost() runs
+            if registry.metrics is not None and registry.metrics.sites()[0].connections_closed:
+                break
+            await asyncio.sleep(0.001)
+        found = points(meters.reader)
+        (duration,) = found["http.client.connection.duration"]
+        assert dict(duration.attributes) == base
+        assert duration.count == 1 and 0 < duration.sum < 60
+        assert list(duration.explicit_bounds)[:2] == [0.01, 0.02]
+        assert open_connections() == {"active": 0, "idle": 0}
+    finally:
+        gate.set()
+        instrumentation.uninstrument()
+        await registry.close()
+        await srv.close()
