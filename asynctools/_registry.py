@@ -69,7 +69,7 @@ class SessionRegistry:
         self,
         *,
         idle_timeout: float = 15.0,
-        max_idle: int = 64,
+        max_idle: int = 1024,
         debug: bool = False,
         policies: Mapping[Any, SitePolicy] | None = None,
         metrics: bool = False,

@@ -33,7 +33,7 @@ from typing import Any
 from .strategies import STRATEGIES, Tally, Workload
 
 STRATEGY_NAMES = ("handheld", "containers", "unattached")
-SITES = 100  # origins in the many-sites case: above max_idle=64, small enough for valgrind
+SITES = 100  # origins in the many-sites case: small enough for valgrind
 
 
 def case_run(
