@@ -36,11 +36,11 @@ class SessionRegistry:
     ``ClientSession`` keyword arguments. Each ``acquire()`` counts a user and each ``release()`` one
     less; a session nobody uses is kept warm for *idle_timeout* seconds (at most *max_idle* of them,
     the one idle longest closed first, and as many again of ``isolate_cookies=True`` containers, kept
-    apart so that per-user sessions never evict shared ones) and then closed; every session borrows the loop's one connection
-    pool, so closing an idle session leaves its warm connections for the next. ``idle_timeout=0``
-    closes it at once. When the loop shuts down (``asyncio.run()`` returning, ``web.run_app``
-    stopping), everything the registry holds for that loop is closed. Constructing a registry needs no
-    event loop; one registry may serve several threads, each with its own loop.
+    apart so that per-user sessions never evict shared ones) and then closed; every session borrows
+    the loop's one connection pool, so closing an idle session leaves its warm connections for the
+    next. ``idle_timeout=0`` closes it at once. When the loop shuts down (``asyncio.run()`` returning,
+    ``web.run_app`` stopping), everything the registry holds for that loop is closed. Constructing a
+    registry needs no event loop; one registry may serve several threads, each with its own loop.
 
     With *debug* (or in asyncio's debug mode, ``python -X dev``), each acquisition records where it was
     made, and one never released is reported as a ``ResourceWarning`` with that traceback when what
