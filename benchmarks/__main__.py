@@ -4,6 +4,8 @@ python -m benchmarks                 # full run, about 25 minutes here; writes b
 python -m benchmarks --quick         # about a minute: proves the harness works (no callgrind)
 python -m benchmarks --readme        # rewrite docs/performance.md's section from latest.json
 python -m benchmarks.callgrind       # only the instruction counts (part of the full run)
+python -m benchmarks policies        # only issue 11's site policies (benchmarks/policies.py), a few
+                                     # minutes; --quick: seconds; writes benchmarks/results/policies.json
 
 Besides the end-to-end comparison and the micro-benchmarks, it runs issue 10's shapes
 (``benchmarks/shapes.py``): many sites (N origins, 10 to 10,000; 10 and 100 with --quick), sequential
@@ -29,7 +31,8 @@ from rich.progress import Progress
 
 from .endtoend import CORE, compare, make_tls, upstream
 from .micro import run_micro
-from .report import chart, print_tables, sites_chart, targets, update_readme
+from .policies import run_policies, steps
+from .report import chart, print_policies, print_tables, sites_chart, targets, update_policies, update_readme
 from .shapes import ONE_SITE, SITES, Shape, alternate
 from .strategies import STRATEGIES, Workload
 
@@ -155,9 +158,40 @@ async def run(quick: bool, progress: Progress) -> dict[str, Any]:
     return results
 
 
+def policies(args: argparse.Namespace) -> None:
+    """Issue 11's workload: run it, write policies.json, print its tables (and the docs section)."""
+    started = time.perf_counter()
+    with Progress(transient=True) as progress:
+        task = progress.add_task("site policies", total=steps(args.quick))
+
+        def advance(name: str) -> None:
+            progress.update(task, description=f"policies {name}", advance=1)
+
+        results = run_policies(
+            args.quick, advance, callgrind_too=not args.no_callgrind, log=progress.console.print
+        )
+    results["machine"] = machine()
+    results["workload"]["run_seconds"] = time.perf_counter() - started
+    args.output.mkdir(parents=True, exist_ok=True)
+    path = args.output / "policies.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print_policies(results)
+    print(f"wrote {path}")
+    if args.update_readme:
+        update_policies(README, results)
+        print(f"{README}'s site policies section rewritten")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "workload",
+        nargs="?",
+        choices=("all", "policies"),
+        default="all",
+        help="all (the default) or only the site policies' workload",
     )
     parser.add_argument(
         "--quick", action="store_true", help="a short run (under a minute) to check the harness"
@@ -175,8 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     latest = args.output / "latest.json"
     if args.readme:
-        update_readme(README, json.loads(latest.read_text()))
-        print(f"{README}'s benchmarks section rewritten from {latest}")
+        if args.workload == "policies":
+            update_policies(README, json.loads((args.output / "policies.json").read_text()))
+        else:
+            update_readme(README, json.loads(latest.read_text()))
+        print(f"{README}'s {args.workload} section rewritten from {args.output}")
+        return 0
+    if args.workload == "policies":
+        policies(args)
         return 0
     started = time.perf_counter()
     with Progress(transient=True) as progress:
@@ -196,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_readme:
         update_readme(README, results)
         print(f"{README}'s benchmarks section rewritten")
+    policies(args)  # issue 11's workload, after the rest (its own callgrind last of all)
     return 0
 
 

@@ -410,3 +410,162 @@ def update_readme(readme: Path, results: dict[str, Any]) -> None:
         raise ValueError(f"{readme} has no {START} ... {END} markers to replace")
     pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
     readme.write_text(pattern.sub(lambda _: markdown(results), text, count=1))
+
+
+# -- issue 11: site policies (benchmarks/policies.py) ------------------------------------------------
+
+POLICIES_START, POLICIES_END = "<!-- policies:start -->", "<!-- policies:end -->"
+POLICY_LABELS = {
+    "handheld": "one `ClientSession` by hand",
+    "none": "container, no policy",
+    "local": "`Retry()` + in-process `RateLimit`, never waiting",
+    "redis": "`Retry()` + `RateLimit(redis=...)`, never waiting",
+}
+
+
+def policies_tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, columns, rows) of the site policies' workload: speed, accuracy, instruction counts."""
+    w = results["workload"]
+    tables = []
+    for shape, what in (
+        ("concurrent", f"{w['workers']} workers x {w['per_worker']} calls"),
+        ("sequential", f"{w['sequential']} calls one at a time"),
+    ):
+        rows = [
+            [
+                POLICY_LABELS[name],
+                f"{row['requests_per_s']:,.0f} ({row['spread_requests_per_s']['min']:,.0f}-"
+                f"{row['spread_requests_per_s']['max']:,.0f})",
+                f"{row['us_per_request']:,.0f}",
+                f"{row['vs_none']['median']:.3f}x ({row['vs_none']['min']:.3f}-{row['vs_none']['max']:.3f})",
+            ]
+            for name, row in results["overhead"][shape].items()
+        ]
+        tables.append(
+            (
+                f"site policies, {what}: medians (min-max) of {w['repetitions']} alternated repetitions",
+                ["variant", "req/s", "µs per request", "vs no policy"],
+                rows,
+            )
+        )
+    rows = []
+    for kind, a in results["accuracy"].items():
+        rows.append(
+            [
+                f"{kind} ({a['processes']} process{'es' if a['processes'] > 1 else ''})",
+                f"{a['limit_per_s']:,}",
+                f"{a['requests']:,}",
+                f"{a['achieved_per_s']:,.1f} ({a['achieved_vs_limit']:.1%})",
+                f"{a['max_in_any_window']:,}",
+                f"{a['rate_waits']:,}",
+            ]
+        )
+    tables.append(
+        (
+            "rate limit accuracy, timed at the server (per = 1 s)",
+            ["limiter", "limit /s", "requests", "achieved /s", "max in any 1 s", "waits"],
+            rows,
+        )
+    )
+    cg = results.get("callgrind")
+    if cg:
+        rows = [
+            [POLICY_LABELS[name], f"{row['ir_per_request']:,.0f}", f"{row['vs_none']:.3f}x"]
+            for name, row in cg["variants"].items()
+        ]
+        tables.append(
+            (
+                "client instructions per request (valgrind --tool=callgrind)",
+                ["variant", "Ir/request", "vs no policy"],
+                rows,
+            )
+        )
+    return tables
+
+
+def policies_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 11's speed target, and the limits holding at the server."""
+    ratio = results["overhead"]["summary"]["local_vs_none"]["median"]
+    rows = [("Retry + in-process RateLimit, not triggered, vs no policy", ratio, ">= 0.95x", ratio >= 0.95)]
+    for kind, a in results["accuracy"].items():
+        rows.append(
+            (
+                f"{kind} limit: most arrivals in any window",
+                a["max_in_any_window"],
+                f"<= {a['limit_per_s']}",
+                a["max_in_any_window"] <= a["limit_per_s"],
+            )
+        )
+    return [{"name": n, "value": v, "target": t, "met": m} for n, v, t, m in rows]
+
+
+def print_policies(results: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console(width=160)
+    for title, columns, rows in policies_tables(results):
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column, justify="left" if column in ("variant", "limiter") else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    summary = results["overhead"]["summary"]
+    if "redis_added_us_sequential" in summary:
+        console.print(
+            f"Redis limiter: {summary['redis_added_us_sequential']:,.0f} µs added per sequential request "
+            f"vs in-process; concurrent throughput {summary['redis_vs_local']['median']:.2f}x in-process"
+        )
+    if "redis_skipped" in results:
+        console.print(f"Redis limiter not measured: {results['redis_skipped']}")
+    checks = Table(title="site policy targets")
+    for title in ("target", "measured", "wanted", "met"):
+        checks.add_column(title)
+    for check in policies_targets(results):
+        checks.add_row(
+            check["name"], f"{check['value']:.3f}", check["target"], "yes" if check["met"] else "NO"
+        )
+    console.print(checks)
+
+
+def policies_markdown(results: dict[str, Any]) -> str:
+    """docs/performance.md's site policies section, from one ``python -m benchmarks policies`` run."""
+    machine, w = results["machine"], results["workload"]
+    summary = results["overhead"]["summary"]
+    local = summary["local_vs_none"]
+    lines = [
+        POLICIES_START,
+        f"Measured with `python -m benchmarks policies` on {machine['description']} (Python "
+        f"{machine['python']}, aiohttp {machine['aiohttp']}, asynctools at "
+        f"{machine.get('asynctools_commit', 'the working tree')}), the variants alternating in each of "
+        f"{w['repetitions']} repetitions; medians, min-max in brackets. `Retry()` and an in-process "
+        f"`RateLimit({w['never_limit_per_s']:_}, per=1)` configured but never triggered make "
+        f"**{local['median']:.3f}x** the requests per second of no policy ({local['min']:.3f}-"
+        f"{local['max']:.3f}; target >= 0.95x: {'met' if local['median'] >= 0.95 else 'not met'}).",
+        "",
+    ]
+    for title, columns, rows in policies_tables(results):
+        lines += [f"*{title}*", "", "| " + " | ".join(columns) + " |"]
+        lines.append("|---|" + "---:|" * (len(columns) - 1))
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    if "redis_added_us_sequential" in summary:
+        lines += [
+            f"The Redis limiter (one atomic script per request on a local redis-server) adds "
+            f"{summary['redis_added_us_sequential']:,.0f} µs to each request made one at a time and "
+            f"runs at {summary['redis_vs_local']['median']:.2f}x the in-process limiter's throughput "
+            f"with {w['workers']} workers ({summary['redis_vs_local']['min']:.2f}-"
+            f"{summary['redis_vs_local']['max']:.2f}).",
+            "",
+        ]
+    if "callgrind" in results:
+        lines += [f"Instruction counts: {results['callgrind']['method']}.", ""]
+    lines.append(POLICIES_END)
+    return "\n".join(lines)
+
+
+def update_policies(page: Path, results: dict[str, Any]) -> None:
+    """Replace the text between the site policies markers of *page* with a fresh section."""
+    text = page.read_text()
+    if POLICIES_START not in text or POLICIES_END not in text:
+        raise ValueError(f"{page} has no {POLICIES_START} ... {POLICIES_END} markers to replace")
+    pattern = re.compile(re.escape(POLICIES_START) + ".*?" + re.escape(POLICIES_END), re.S)
+    page.write_text(pattern.sub(lambda _: policies_markdown(results), text, count=1))

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.callgrind import total_ir
-from benchmarks.report import END, START, update_readme
+from benchmarks.policies import most_in_window
+from benchmarks.report import END, POLICIES_END, POLICIES_START, START, update_policies, update_readme
 from benchmarks.shapes import ONE_SITE, SITES
 from benchmarks.strategies import STRATEGIES
 
@@ -53,6 +54,7 @@ def test_quick_run_writes_json_chart_and_tables(quick_run):
     assert (output / "sites.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "end to end over HTTPS" in result.stdout and "targets" in result.stdout
     assert "many sites over HTTPS" in result.stdout and "callgrind" not in results  # not in --quick
+    assert json.loads((output / "policies.json").read_text())["workload"]["quick"]  # issue 11's, after
 
 
 @pytest.mark.slow  # runs `python -m benchmarks --quick`
@@ -113,6 +115,7 @@ def test_the_readme_section_is_regenerated_from_the_json(quick_run, tmp_path):
 def test_the_committed_performance_page_has_the_markers_and_its_charts():
     text = (ROOT / "docs" / "performance.md").read_text()
     assert START in text and END in text
+    assert POLICIES_START in text and POLICIES_END in text
     for chart in ("latest.png", "sites.png"):
         if f"../benchmarks/results/{chart}" in text:
             assert (ROOT / "benchmarks" / "results" / chart).is_file(), chart
@@ -149,3 +152,83 @@ def test_callgrind_counts_instructions_per_request(tmp_path):
     for row in counts.values():
         # A request over aiohttp is tens of thousands of instructions at least, and not billions.
         assert 10_000 < row["ir_per_request"] < 100_000_000 and row["sessions"] >= 1
+
+
+# -- issue 11: site policies ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def policies_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    output = tmp_path_factory.mktemp("policies")
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "policies", "--quick", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result, output
+
+
+@pytest.mark.slow  # runs `python -m benchmarks policies --quick`
+def test_policies_quick_run_reports_sane_figures(policies_run):
+    result, output = policies_run
+    assert result.returncode == 0, result.stderr
+    assert not (output / "latest.json").exists()  # only the policies' workload ran
+    results = json.loads((output / "policies.json").read_text())
+    redis = shutil.which("redis-server") is not None
+    assert results["redis"] is redis
+    variants = ["handheld", "none", "local", *(["redis"] if redis else [])]
+    w = results["workload"]
+    for shape, requests in (("concurrent", w["workers"] * w["per_worker"]), ("sequential", w["sequential"])):
+        table = results["overhead"][shape]
+        assert list(table) == variants
+        assert table["none"]["vs_none"] == {"median": 1.0, "min": 1.0, "max": 1.0}
+        for name, row in table.items():
+            assert len(row["samples_requests_per_s"]) == w["repetitions"] == 2, name
+            low, high = row["spread_requests_per_s"]["min"], row["spread_requests_per_s"]["max"]
+            assert 0 < low <= row["requests_per_s"] <= high, name
+            assert row["us_per_request"] == pytest.approx(1e6 / row["requests_per_s"]), name
+            assert row["vs_none"]["min"] <= row["vs_none"]["median"] <= row["vs_none"]["max"], name
+            assert row["sessions"] == 1 and row["seconds"] * high >= requests * 0.999_999, name
+    summary = results["overhead"]["summary"]
+    assert summary["local_vs_none"] == results["overhead"]["concurrent"]["local"]["vs_none"]
+    for kind, a in results["accuracy"].items():
+        assert a["requests"] == w["processes"] * w["each"] == 40, kind
+        # 40 requests under 20 a second: some must have waited, and it took some time.
+        assert a["rate_waits"] > 0 and a["seconds"] > 0 and a["redis_errors"] == 0, kind
+        assert 1 <= a["max_in_any_window"] <= a["requests"] and a["achieved_per_s"] > 0, kind
+    assert set(results["accuracy"]) == {"local", *(["redis"] if redis else [])}
+    if redis:
+        assert results["accuracy"]["redis"]["processes"] == 2
+        assert summary["redis_added_us_sequential"] == pytest.approx(
+            results["overhead"]["sequential"]["redis"]["us_per_request"]
+            - results["overhead"]["sequential"]["local"]["us_per_request"]
+        )
+    else:
+        assert "redis-server is not installed" in results["redis_skipped"]
+    assert "callgrind" not in results  # not in --quick
+    assert "site policy targets" in result.stdout and "rate limit accuracy" in result.stdout
+
+
+@pytest.mark.slow  # runs `python -m benchmarks policies --quick`
+def test_the_policies_section_is_regenerated_from_the_json(policies_run, tmp_path):
+    _, output = policies_run
+    results = json.loads((output / "policies.json").read_text())
+    page = tmp_path / "performance.md"
+    page.write_text(f"# title\n\n{START}\nkept\n{END}\n\n{POLICIES_START}\nold numbers\n{POLICIES_END}\n")
+    update_policies(page, results)
+    text = page.read_text()
+    assert "old numbers" not in text and "\nkept\n" in text and text.endswith(f"{POLICIES_END}\n")
+    assert "`python -m benchmarks policies`" in text and "| container, no policy |" in text
+    assert "*rate limit accuracy, timed at the server (per = 1 s)*" in text
+    page.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        update_policies(page, results)
+
+
+def test_most_arrivals_in_any_window():
+    assert most_in_window([], 1.0) == 0
+    assert most_in_window([0.0, 0.5, 0.99, 1.0, 1.5], 1.0) == 3  # [0, 1) holds 3; 1.0 starts a new one
+    assert most_in_window([3.0, 0.0, 2.1, 2.0, 2.5], 1.0) == 3  # unsorted: 2.0, 2.1, 2.5
+    assert most_in_window([0.0, 0.0, 0.0], 0.5) == 3
