@@ -9,9 +9,10 @@ from aiohttp import ClientRequest, ClientSession, ClientTimeout, TCPConnector
 from aiohttp.abc import AbstractCookieJar
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
+from yarl import URL
 
 from ._keys import SessionKey
-from ._metrics import ConnectionTracker, connection_tracker
+from ._metrics import ConnectionTracker, SiteMetrics
 
 __all__ = ("SharedConnector",)
 
@@ -34,14 +35,17 @@ class SharedConnector:
     settings by aiohttp itself. Sessions given a ``connector=`` of the user's (or options that build
     one) keep theirs.
 
-    When the sessions report to a metrics ``TraceConfig`` (``SessionRegistry(metrics=True)``), the shared
-    connector is an ``ObservedConnector``: it counts its connections open, idle and closed per site.
-    Connectors of the user's own are not observed.
+    Given *sites* (the site lookup of ``SessionRegistry(metrics=True)``), the shared connector is an
+    ``ObservedConnector``: it counts its connections open, idle and closed per site. Connectors of the
+    user's own are not observed.
     """
 
-    def __init__(self, *, lend: bool = True) -> None:
+    def __init__(
+        self, *, lend: bool = True, sites: Callable[[URL], SiteMetrics | None] | None = None
+    ) -> None:
         # lend=False: every session owns its connector (a pool that will never close a shared one).
         self._lend = lend
+        self._sites = sites
         self._connector: TCPConnector | None = None
 
     def session(
@@ -63,11 +67,10 @@ class SharedConnector:
         if not self._lend or _OWN_CONNECTOR & kwargs.keys():
             return ClientSession(**kwargs)
         if self._connector is None or self._connector.closed:
-            # Every session of one registry gets the same trace configs: the first one decides.
-            tracker = connection_tracker(trace_configs)
-            if tracker is None:
+            if self._sites is None:
                 self._connector = TCPConnector(limit=0, limit_per_host=LIMIT_PER_HOST)
             else:
+                tracker = ConnectionTracker(self._sites)
                 self._connector = ObservedConnector(tracker, limit=0, limit_per_host=LIMIT_PER_HOST)
         return ClientSession(**kwargs, connector=self._connector, connector_owner=False)
 

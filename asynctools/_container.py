@@ -308,12 +308,13 @@ class AbstractSessionContainer:
             return
         loop = asyncio.get_running_loop()
         attachments = self._asynctools_attachments
-        if attachments is None:
+        if attachments is None:  # the usual first entry: nothing attached anywhere yet
             attachments = self._asynctools_attachments = {}
-        for other in [other for other in attachments if other.is_closed()]:
-            attachments.pop(other).lease.release()  # its loop is gone: only counts down
-        if self._asynctools_latest is not None and self._asynctools_latest.loop.is_closed():
-            self._asynctools_latest = None
+        else:
+            for other in [other for other in attachments if other.is_closed()]:
+                attachments.pop(other).lease.release()  # its loop is gone: only counts down
+            if self._asynctools_latest is not None and self._asynctools_latest.loop.is_closed():
+                self._asynctools_latest = None
         attachment = attachments.get(loop)
         if attachment is None:
             attachment = attachments[loop] = _Attachment(self._asynctools_lease(held=True), loop)
@@ -352,7 +353,9 @@ class AbstractSessionContainer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         """Release the session when the outermost ``async with`` ends."""
-        await _Done(self._detach())
+        closing = self._detach()
+        if closing is not None:  # this closed it (idle_timeout=0, the loop shutting down): wait for it
+            await asyncio.shield(closing)
 
     def start_session(self) -> Awaitable[None]:
         """Attach a session, as ``async with`` does; pair each call with one ``close_session()``.

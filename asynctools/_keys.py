@@ -205,51 +205,53 @@ class CookieIsolation:
         return self._jar
 
 
-class SessionKey:
+class SessionKey(tuple[Any, ...]):
     """The identity of one shared session on a loop: origin and frozen ``ClientSession`` kwargs.
 
     It keeps its own deep copy of the keyword arguments, taken when the key is made, and every session
     is built from a fresh copy of that (``build_kwargs()``): what is keyed on is exactly what is sent,
-    whatever the caller does to their dicts afterwards. Worked out once per container, so the hot path
-    only hashes a cached integer. An *isolation* token (one per container that asks for its own cookies)
-    makes the key unique to its owner; ``shared`` is then the key its connection pool is shared under.
+    whatever the caller does to their dicts afterwards. An *isolation* token (one per container that
+    asks for its own cookies) makes the key unique to its owner; ``shared`` is then the key its
+    connection pool is shared under.
+
+    A tuple of (origin, frozen options, the token's id), so that dicts hash and compare it in C: it is
+    looked up twice on every call made without an attached session. (The id stands for the token:
+    the key holds the token, so the id cannot be reused while the key exists.)
     """
 
-    __slots__ = ("_hash", "frozen", "identity_options", "isolation", "origin", "session_kwargs", "shared")
+    origin: Origin | None
+    session_kwargs: dict[str, Any]
+    frozen: frozenset[tuple[str, Any]]
+    identity_options: tuple[tuple[str, Any], ...]
+    isolation: CookieIsolation | None
+    shared: SessionKey
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         origin: Origin | None,
         session_kwargs: Mapping[str, Any],
         isolation: CookieIsolation | None = None,
-    ) -> None:
-        self.origin = origin
-        self.session_kwargs: dict[str, Any] = _copy(dict(session_kwargs))
-        frozen = {name: _freeze(value) for name, value in self.session_kwargs.items()}
-        self.frozen = frozenset(frozen.items())
+    ) -> SessionKey:
+        kwargs: dict[str, Any] = _copy(dict(session_kwargs))
+        frozen = {name: _freeze(value) for name, value in kwargs.items()}
+        frozen_items = frozenset(frozen.items())
+        key = super().__new__(cls, (origin, frozen_items, id(isolation)))
+        key.origin = origin
+        key.session_kwargs = kwargs
+        key.frozen = frozen_items
         # Options compared by identity (a lambda, a TraceConfig, a connector): a new object, a new key.
-        self.identity_options = tuple(
+        key.identity_options = tuple(
             (name, value)
             for name, value in frozen.items()
             if name not in ("connector_owner",) and value is not None and _by_identity(value)
         )
-        self.isolation = isolation
-        self.shared = self if isolation is None else SessionKey(origin, self.session_kwargs)
-        self._hash = hash((origin, self.frozen, id(isolation)))
+        key.isolation = isolation
+        key.shared = key if isolation is None else SessionKey(origin, kwargs)
+        return key
 
     def build_kwargs(self) -> dict[str, Any]:
         """A fresh copy of the keyword arguments, for aiohttp to build one session from."""
         return _copy(self.session_kwargs)  # type: ignore[no-any-return]
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SessionKey):
-            return NotImplemented
-        return (
-            self.origin == other.origin and self.frozen == other.frozen and self.isolation is other.isolation
-        )
 
     def __repr__(self) -> str:
         return f"<SessionKey {self.origin_text()} {sorted(self.session_kwargs)}>"

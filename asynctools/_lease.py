@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import ClientSession
 
 from ._diagnostics import report_unreleased
 from ._keys import SessionKey
+
+if TYPE_CHECKING:
+    from ._idle import IdleSet
 
 __all__ = ("Entry", "HeldLease", "Lease", "LeaseHolder", "released_twice")
 
@@ -38,7 +41,7 @@ class Entry:
     alive. ``raw`` holds the leases of ``registry.acquire()``, given back by ``registry.release()``.
     """
 
-    __slots__ = ("__weakref__", "key", "loop", "pool", "raw", "session", "users")
+    __slots__ = ("__weakref__", "idle", "key", "loop", "pool", "raw", "session", "users")
 
     def __init__(
         self,
@@ -46,9 +49,11 @@ class Entry:
         session: ClientSession,
         pool: LeaseHolder,
         loop: asyncio.AbstractEventLoop,
+        idle: IdleSet[Entry] | None = None,
     ) -> None:
         self.key = key
         self.loop = loop  # the loop the session belongs to
+        self.idle = idle  # where it waits while nobody uses it (None: it is closed instead)
         self.session: ClientSession | None = session
         self.pool: LeaseHolder | None = pool
         self.users = 0

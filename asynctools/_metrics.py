@@ -12,7 +12,7 @@ import asyncio
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -43,7 +43,6 @@ __all__ = (
     "SiteMetrics",
     "SiteMetricsBook",
     "SiteMetricsSnapshot",
-    "connection_tracker",
     "metrics_trace_config",
 )
 
@@ -475,7 +474,7 @@ def metrics_trace_config(lookup: Callable[[URL], SiteMetrics | None]) -> TraceCo
             site.dns_cache_hits += 1
 
     # aiohttp types the context as SimpleNamespace; ours is a slotted class made by the factory below.
-    config = _MetricsTraceConfig(lookup, trace_config_ctx_factory=_context_factory())
+    config = TraceConfig(trace_config_ctx_factory=_context_factory())
     for signal, callback in (
         (config.on_request_start, on_request_start),
         (config.on_request_end, on_request_end),
@@ -494,24 +493,6 @@ def metrics_trace_config(lookup: Callable[[URL], SiteMetrics | None]) -> TraceCo
 
 def _context_factory() -> Any:
     return _RequestContext
-
-
-class _MetricsTraceConfig(TraceConfig):
-    """The ``TraceConfig`` ``metrics_trace_config`` makes: it keeps its *lookup*, so that a connector
-    building sessions with it can count their connections in the same sites (``connection_tracker``)."""
-
-    def __init__(self, lookup: Callable[[URL], SiteMetrics | None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.lookup = lookup
-
-
-def connection_tracker(trace_configs: Iterable[object]) -> ConnectionTracker | None:
-    """A ``ConnectionTracker`` counting into the sites of the first of *trace_configs* that
-    ``metrics_trace_config`` made, or ``None`` if there is none (metrics are off)."""
-    for config in trace_configs:
-        if isinstance(config, _MetricsTraceConfig):
-            return ConnectionTracker(config.lookup)
-    return None
 
 
 class _Tracked:

@@ -21,6 +21,8 @@ from ._policy import SitePolicy, SiteState
 from ._shutdown import ShutdownHook
 from ._stats import RegistryStats, SessionStats
 
+_get_running_loop = asyncio._get_running_loop  # the C accessor: None instead of an exception
+
 __all__ = ("LoopPool", "PoolOwner")
 
 # At shutdown, how long sessions still held wait for the tasks that may release them (generators
@@ -94,7 +96,10 @@ class LoopPool:
             self._idle_isolated = IdleSet(loop, max_idle, idle_timeout, self._drop)
         self._closer = Closer(loop)
         # After the loop's shutdown nothing would close a shared connector: each session owns its own.
-        self._connector = SharedConnector(lend=not shut_down)
+        metrics = owner.metrics
+        self._connector = SharedConnector(
+            lend=not shut_down, sites=None if metrics is None else metrics.lookup
+        )
         # (origin, option) -> frozen value -> open sessions, for options compared by identity.
         self._churn: dict[tuple[object, str], dict[object, int]] = {}
         self._churn_warned: set[tuple[object, str]] = set()
@@ -112,8 +117,8 @@ class LoopPool:
         entry = self._current.get(key)
         if entry is None or entry.session is None or entry.session.closed:
             entry = self._checkout(key)
-        elif not entry.users:  # idle: in use again
-            self._idle_for(entry).discard(entry)
+        elif not entry.users and entry.idle is not None:  # idle: in use again
+            entry.idle.discard(entry)
         entry.users += 1
         self.acquired += 1
         if self._site_metrics is not None and key.origin is not None:
@@ -125,20 +130,23 @@ class LoopPool:
 
     def release_entry(self, entry: Entry) -> asyncio.Task[None] | None:
         """*entry* has no user left: keep it idle or close it."""
-        if self.loop.is_closed():  # closed without shutting down: nothing can run on it any more
+        loop = self.loop
+        # Asking for the running loop first: it is this one on every release but the rarest.
+        if _get_running_loop() is not loop and loop.is_closed():
+            # Closed without shutting down: nothing can run on it any more.
             self.abandon()
             self._detach()
             return None
-        session = entry.session
+        idle, session = entry.idle, entry.session
         if (
-            self._idle is None
+            idle is None
             or self.shut_down
             or session is None
             or session.closed
             or self._current.get(entry.key) is not entry
         ):
             return self._drop(entry)
-        self._idle_for(entry).add(entry)  # may evict the session idle longest: it is dropped
+        idle.add(entry)  # may evict the session idle longest: it is dropped
         return None
 
     def release_collected(self, entry: Entry, stack: traceback.StackSummary | None) -> None:
@@ -168,7 +176,8 @@ class LoopPool:
         session = self._connector.session(
             key, jar, self._owner._session_middlewares(), self._owner._session_trace_configs()
         )
-        entry = Entry(key, session, self, self.loop)
+        idle = self._idle if key.isolation is None else self._idle_isolated
+        entry = Entry(key, session, self, self.loop, idle)
         self._entries[session] = entry
         self._count_identity_options(key, +1)
         self._owner._adopt(entry)
@@ -194,19 +203,12 @@ class LoopPool:
                     self._drop(entry)
         self._current.clear()
 
-    # -- idling ------------------------------------------------------------------------------------
-
-    def _idle_for(self, entry: Entry) -> IdleSet[Entry]:
-        idle = self._idle if entry.key.isolation is None else self._idle_isolated
-        assert idle is not None  # only entries of a pool that keeps sessions idle are ever idle
-        return idle
-
     # -- closing -----------------------------------------------------------------------------------
 
     def _drop(self, entry: Entry) -> asyncio.Task[None] | None:
         """Forget *entry* and close its session; return the closing task, if one was needed."""
-        if not entry.users and self._idle is not None:
-            self._idle_for(entry).discard(entry)
+        if not entry.users and entry.idle is not None:
+            entry.idle.discard(entry)
         if self._entries.pop(entry.session, None) is not None:  # type: ignore[arg-type]
             self._count_identity_options(entry.key, -1)
         if self._current.get(entry.key) is entry:

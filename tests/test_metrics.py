@@ -25,7 +25,6 @@ from asynctools._metrics import (
     SiteMetrics,
     SiteMetricsBook,
     SiteMetricsSnapshot,
-    connection_tracker,
     metrics_trace_config,
 )
 
@@ -470,14 +469,6 @@ def test_one_config_serves_many_sessions_and_loops() -> None:
     assert sum(s.requests for s in book.sites()) == 2
 
 
-def test_a_tracker_comes_only_from_a_metrics_trace_config() -> None:
-    book = SiteMetricsBook()
-    assert connection_tracker([]) is None
-    assert connection_tracker([aiohttp.TraceConfig()]) is None
-    tracker = connection_tracker([aiohttp.TraceConfig(), metrics_trace_config(book.lookup)])
-    assert isinstance(tracker, ConnectionTracker)
-
-
 async def test_an_observed_connector_counts_connections_per_site_and_tells_observers(site: Site) -> None:
     book = SiteMetricsBook(max_sites=1)
     closed: list[tuple[str, float]] = []
@@ -491,8 +482,7 @@ async def test_an_observed_connector_counts_connections_per_site_and_tells_obser
 
     book.add_observer(Observer())
     config = metrics_trace_config(book.lookup)
-    tracker = connection_tracker([config])
-    assert tracker is not None
+    tracker = ConnectionTracker(book.lookup)
     connector = ObservedConnector(tracker)
     async with aiohttp.ClientSession(connector=connector, trace_configs=[config]) as session:
         # Two origins on one server: the second is past max_sites, its connection is not counted.
