@@ -47,6 +47,9 @@ def _site(
     return url, key, join_base
 
 
+# The class keyword base_url's default: the base class's (None is a value: no site).
+_INHERIT: Any = object()
+
 _PLAIN_SITES: dict[object, tuple[URL | None, SessionKey, URL | None]] = {}
 _PLAIN_SITES_MAX = 4096  # past that many base URLs, each container works its own out
 
@@ -177,7 +180,7 @@ class AbstractSessionContainer:
     #: A ``SitePolicy`` for ``base_url``'s origin, stated to the registry when a container is made.
     policy: ClassVar[SitePolicy | None] = None
 
-    def __init_subclass__(cls, *, base_url: str | URL | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, base_url: str | URL | None = _INHERIT, **kwargs: Any) -> None:
         """Take the class keyword ``base_url`` (checked now), and refuse 0.1.3's ``session_hook``.
 
         ``class GitHub(AbstractSessionContainer, base_url="https://api.github.com")`` is the typed
@@ -189,13 +192,16 @@ class AbstractSessionContainer:
         super().__init_subclass__(**kwargs)
         if "session_hook" in vars(cls):
             raise _removed_hook("session_hook")
-        if base_url is not None:
+        if base_url is not _INHERIT:  # None too: a subclass may have no site of its own
             if "base_url" in vars(cls):
                 raise TypeError(
                     f"{cls.__name__} gives base_url twice, as a class keyword ({base_url!r}) and as a "
                     f"class attribute ({vars(cls)['base_url']!r}); keep one"
                 )
-            cls.base_url = parse_url(base_url)
+            try:
+                cls.base_url = parse_url(base_url)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"class {cls.__name__}(..., base_url=...): {exc}") from None
 
     def set_session_hook(self, hook: object) -> None:
         """Removed in 1.0 (see the docs' migration page); raises ``TypeError`` saying why."""

@@ -249,6 +249,16 @@ class SessionKey(tuple[Any, ...]):
         key.shared = key if isolation is None else SessionKey(origin, kwargs)
         return key
 
+    # Immutable: a copy is the key itself; pickled, it is made again from what it was made from.
+    def __copy__(self) -> SessionKey:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SessionKey:
+        return self
+
+    def __reduce__(self) -> tuple[type[SessionKey], tuple[Any, ...]]:
+        return (SessionKey, (self.origin, self.session_kwargs, self.isolation))
+
     def build_kwargs(self) -> dict[str, Any]:
         """A fresh copy of the keyword arguments, for aiohttp to build one session from."""
         return _copy(self.session_kwargs)  # type: ignore[no-any-return]

@@ -88,7 +88,7 @@ async def test_base_url_class_keyword_is_checked_at_class_creation_and_inherited
 @pytest.mark.parametrize(
     ("value", "exc", "words"),
     [
-        ("api.example.com", ValueError, "has no host"),
+        ("api.example.com", ValueError, r"class Bad\(\.\.\., base_url=\.\.\.\): .*has no host"),
         ("ftp://files.example", ValueError, "'ftp'"),
         (42, TypeError, "42"),
     ],
@@ -100,6 +100,17 @@ def test_a_bad_base_url_class_keyword_is_refused_before_the_class_exists(value, 
             pass
 
     assert "Bad" not in locals()
+
+
+def test_base_url_none_as_class_keyword_clears_the_inherited_one():
+    class Site(AbstractSessionContainer, base_url="https://a.example"):
+        pass
+
+    class Anywhere(Site, base_url=None):
+        pass
+
+    assert Site().base_url == URL("https://a.example")
+    assert Anywhere.base_url is None and Anywhere().base_url is None
 
 
 def test_base_url_given_as_keyword_and_attribute_is_refused():

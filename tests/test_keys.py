@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import aiohttp
 import pytest
 from hypothesis import given
@@ -177,3 +180,11 @@ def test_equivalent_urls_give_one_origin(host, scheme_port, path):
     plain = f"{scheme}://{host}/"
     variants = [f"{scheme}://{host.upper()}/{path}", f"{scheme}://{host}:{port}/{path}?q=1", URL(plain)]
     assert {parse_origin(v) for v in [plain, *variants]} == {(scheme, host, port)}
+
+
+def test_a_key_is_its_own_copy_and_pickles_to_an_equal_key():
+    key = make_key("https://a.example", {"headers": {"X-Team": "a"}})
+    assert copy.copy(key) is key and copy.deepcopy(key) is key
+    again = pickle.loads(pickle.dumps(key))
+    assert again == key and hash(again) == hash(key)
+    assert again.session_kwargs == {"headers": {"X-Team": "a"}}
