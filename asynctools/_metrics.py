@@ -548,6 +548,7 @@ class ConnectionTracker:
         self._open: dict[Any, _Tracked] = {}
         self.watches_close = True  # whether protocols have aiohttp's closed future; False after one lacks it
         self.force_close = False  # set by a connector made with force_close=True: it closes on every release
+        self._opened_since_sweep = 0
 
     def __repr__(self) -> str:
         return f"<ConnectionTracker open={len(self._open)}>"
@@ -581,7 +582,12 @@ class ConnectionTracker:
             self.closed(tracked)
         else:
             self.watches_close = False
-            self._sweep()
+            # A sweep reads every open connection: at most one per len(open) / 8 new ones, so that its
+            # cost per new connection stays constant with thousands of warm ones.
+            self._opened_since_sweep += 1
+            if self._opened_since_sweep * 8 >= len(self._open):
+                self._opened_since_sweep = 0
+                self._sweep()
         return tracked
 
     def _sweep(self) -> None:
