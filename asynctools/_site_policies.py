@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from yarl import URL
@@ -30,16 +31,16 @@ class PolicyBook:
     """
 
     def __init__(self) -> None:
-        self._policies: dict[Origin, SitePolicy] = {}
+        self._policies: dict[Origin | None, SitePolicy] = {}  # None is never a key (see get)
         self._lock = threading.Lock()
         self.generation = 0
+        #: The policy of an origin (``origin_of``'s answer), or ``None``: the dict's own ``get``, since
+        #: the middleware asks on every request (a method would be a Python call more). ``None`` is
+        #: never a key, so an origin of ``None`` has no policy.
+        self.get: Callable[[Origin | None], SitePolicy | None] = self._policies.get
 
     def __bool__(self) -> bool:
         return bool(self._policies)
-
-    def get(self, origin: Origin | None) -> SitePolicy | None:
-        """The policy of *origin*, or ``None``."""
-        return None if origin is None else self._policies.get(origin)
 
     def state(self, url: Any, policy: object) -> None:
         """Make *policy* the one of *url*'s origin.

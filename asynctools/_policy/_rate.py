@@ -16,6 +16,7 @@ import asyncio
 import collections
 import contextvars
 import logging
+import time
 import uuid
 from typing import Any, Final
 
@@ -60,6 +61,10 @@ class LocalLimiter:
     lets twice the limit through around its reset). ``burst`` is a GCRA on the starts (one theoretical
     arrival time). Waiters queue on one FIFO lock and wait while holding it, so they go in arrival
     order, and a waiter cancelled while waiting leaves without having taken anything.
+
+    Times are ``time.monotonic()`` (what asyncio's own loop reads), called directly: the limiter is on
+    every request's path, and ``asyncio.get_running_loop().time()`` costs a Python call more each time.
+    Only differences of these times are used, so the loop's clock and this one need not agree.
     """
 
     def __init__(self, rate: RateLimit, figures: _Figures | None = None) -> None:
@@ -95,7 +100,7 @@ class LocalLimiter:
         return delay
 
     def take(self, now: float) -> None:
-        """Hold a place from loop time *now* without waiting (one granted elsewhere, by Redis)."""
+        """Hold a place from *now* (``time.monotonic()``) without waiting (granted elsewhere: by Redis)."""
         self._held += 1
         if self._tolerance is not None:
             self._tat = max(self._tat, now) + self._interval
@@ -103,28 +108,48 @@ class LocalLimiter:
     def finish(self, token: str | None = None) -> None:
         """Give back a place taken by ``acquire()`` or ``take()``: it stays counted for ``per`` seconds."""
         self._held -= 1
-        self._finished.append(asyncio.get_running_loop().time())
+        self._finished.append(time.monotonic())
         if self._freed is not None:
             self._freed.set()
+
+    def try_take(self) -> bool:
+        """Hold a place if one is free now and nobody is queued for one; ``False`` (nothing taken) if not.
+
+        The common case of a limit not reached, without a coroutine: the caller awaits ``acquire()``
+        only when this says ``False``. A place taken here is given back by ``finish()``.
+        """
+        if self._queued:  # newcomers queue behind those waiting (no overtaking)
+            return False
+        # `_delay(now) == 0.0`, then `take(now)`, written out: this runs for every request, and each
+        # Python call costs as much as all the arithmetic.
+        now = time.monotonic()
+        finished = self._finished
+        while finished and finished[0] <= now - self._per:
+            finished.popleft()
+        if self._held + len(finished) >= self._limit:
+            return False
+        if self._tolerance is not None:
+            if self._tat - self._tolerance > now:
+                return False
+            self._tat = max(self._tat, now) + self._interval
+        self._held += 1
+        return True
 
     async def acquire(self) -> str | None:
         """Wait until a place is free, then hold it (``finish()`` gives it back). Returns ``None``.
 
         Cancelling the wait takes nothing.
         """
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if not self._queued and self._delay(now) == 0.0:  # the common case: no await at all
-            self.take(now)
+        if self.try_take():
             return None
         figures = self.figures
-        began = now
+        began = time.monotonic()
         figures.waits += 1
         figures.waiting += 1
         self._queued += 1
         try:
             async with self._lock:
-                while (delay := self._delay(loop.time())) != 0.0:
+                while (delay := self._delay(time.monotonic())) != 0.0:
                     if delay is None:  # every place is held by a request still waiting for its answer
                         freed = self._freed = self._freed or asyncio.Event()
                         freed.clear()
@@ -133,11 +158,11 @@ class LocalLimiter:
                         await asyncio.sleep(delay)
                     else:
                         break
-                self.take(loop.time())
+                self.take(time.monotonic())
         finally:
             self._queued -= 1
             figures.waiting -= 1
-            figures.wait_seconds += loop.time() - began
+            figures.wait_seconds += time.monotonic() - began
         return None
 
 
@@ -218,6 +243,10 @@ class RedisLimiter:
         self._queued = 0  # in the slow path: while any, newcomers queue behind them (no overtaking)
         self._finishing: set[asyncio.Task[None]] = set()
 
+    def try_take(self) -> bool:
+        """Always ``False``: a place in the shared window takes a round trip to Redis (``acquire()``)."""
+        return False
+
     async def acquire(self) -> str | None:
         """Wait until the shared window has room, then hold a place in it; return what ``finish()`` takes.
 
@@ -274,7 +303,7 @@ class RedisLimiter:
         if not blocked:
             # Held in the local log too, so that a fallback to it goes on from this process's window
             # instead of an empty one (which would let a second full window through at once).
-            self._local.take(loop.time())
+            self._local.take(time.monotonic())
             return name
         delay = float(blocked)
         # Longer than `per`: the blocking place is still in flight and may finish any moment.

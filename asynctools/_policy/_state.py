@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import ClientConnectionError, ClientRequest, ClientResponse
@@ -60,7 +60,8 @@ class SiteState:
             raise TypeError(f"SiteState needs a SitePolicy, not {policy!r}")
         self.policy = policy
         self.origin = origin
-        self._retry = policy.retry
+        # None when nothing is ever retried, so that each request asks one question, not two.
+        self._retry = policy.retry if policy.retry is not None and policy.retry.attempts > 1 else None
         self._limiter: LocalLimiter | RedisLimiter | None = (
             None if policy.rate is None else make_limiter(policy.rate, origin)
         )
@@ -95,36 +96,58 @@ class SiteState:
         if isinstance(self._limiter, RedisLimiter):
             await self._limiter.aclose()
 
-    async def _send(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+    def _release(self) -> None:
+        """An attempt is over (its response released, or it failed): its concurrency place is free.
+
+        A bound method rather than a closure per attempt: everything it needs is on ``self``, and a
+        connection calls its callbacks once.
+        """
+        self._in_flight -= 1
+        if self._semaphore is not None:
+            self._semaphore.release()
+
+    async def _send(
+        self, req: ClientRequest, handler: ClientHandlerType, retry: Retry | None, first: bool = True
+    ) -> ClientResponse:
         """One attempt: a concurrency place, then a rate-limit place, then the request.
+
+        *first*: the request's first attempt, which counts the request. The middleware calls this
+        directly, not ``request()``: that would be one more coroutine on every request.
 
         The concurrency place is taken first so that the rate-limit place is taken just before the
         request leaves: taken first, places held back by the semaphore would leave together, over the
-        rate. The rate-limit place is held until the response (its headers) arrives. The place is held
-        until the response is released (its body read, ``release()``, or the ``async with`` left), as
-        aiohttp's own connection limits are: the server is still busy sending it.
+        rate. The rate-limit place is held until the response (its headers) arrives. The concurrency
+        place is held until the response is released (its body read, ``release()``, or the ``async
+        with`` left), as aiohttp's own connection limits are: the server is still busy sending it.
+
+        With *retry*, this is the first attempt of a request that may be retried: one that fails in a
+        way *retry* covers, with a body that can be sent again, is handed to ``_retrying``. The first
+        attempt is made here, in the one coroutine the middleware awaits, because nearly every request
+        succeeds at once: the body check, the retry loop and its bookkeeping (and a second coroutine)
+        cost only the requests that fail.
         """
+        if first:
+            self._requests += 1
+        # time.monotonic(), not the loop's time (a Python call more): only differences are used.
+        started = 0.0 if retry is None or retry.total is None else time.monotonic()
         semaphore = self._semaphore
         if semaphore is not None:
             await semaphore.acquire()
-        done = counted = False
-
-        def release() -> None:
-            nonlocal done
-            if not done:
-                done = True
-                if counted:
-                    self._in_flight -= 1
+        limiter = self._limiter
+        place = None
+        # try_take(): a place free at once costs no coroutine; only a request that must wait awaits.
+        if limiter is not None and not limiter.try_take():
+            try:
+                place = await limiter.acquire()
+            except BaseException:
                 if semaphore is not None:
                     semaphore.release()
-
-        limiter = self._limiter
+                raise
+        # In flight from here: a request waiting for the rate limit has not been sent.
+        self._in_flight += 1
+        self._attempts += 1
+        failed: ClientConnectionError | None = None
         try:
-            place = None if limiter is None else await limiter.acquire()
-            # In flight from here: a request waiting for the rate limit has not been sent.
-            counted = True
-            self._in_flight += 1
-            self._attempts += 1
             try:
                 resp = await handler(req)
             finally:
@@ -132,14 +155,31 @@ class SiteState:
                 # now for the limit's window, so the server's own windows stay within it.
                 if limiter is not None:
                     limiter.finish(place)
+        except ClientConnectionError as exc:
+            self._release()
+            if retry is None or not retryable_error(exc, req.method, retry) or not body_replayable(req):
+                raise
+            failed = exc
         except BaseException:
-            release()
+            self._release()
             raise
+        if failed is not None:  # retried outside the except clause, so later errors do not chain to it
+            assert retry is not None
+            return await self._retrying(req, handler, retry, started, None, failed)
         connection = resp.connection
         if connection is None:  # body already complete (or none): nothing is in flight any more
-            release()
+            self._in_flight -= 1  # what _release() does, written out: the usual case for small bodies
+            if semaphore is not None:
+                semaphore.release()
         else:
-            connection.add_callback(release)
+            connection.add_callback(self._release)
+        if (
+            retry is not None
+            and resp.status in retry.statuses
+            and req.method in retry.methods
+            and body_replayable(req)
+        ):
+            return await self._retrying(req, handler, retry, started, resp, None)
         return resp
 
     async def request(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
@@ -151,33 +191,33 @@ class SiteState:
         error, ``RedisLimitError`` when a Redis-shared rate limit cannot be reached, and any other
         error of an attempt as it is.
         """
-        self._requests += 1
-        retry = self._retry
-        if retry is None or retry.attempts == 1 or not body_replayable(req):
-            return await self._send(req, handler)
-        return await self._retrying(req, handler, retry)
+        return await self._send(req, handler, self._retry)
 
-    async def _retrying(self, req: ClientRequest, handler: ClientHandlerType, retry: Retry) -> ClientResponse:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+    async def _retrying(
+        self,
+        req: ClientRequest,
+        handler: ClientHandlerType,
+        retry: Retry,
+        started: float,
+        resp: ClientResponse | None,
+        error: ClientConnectionError | None,
+    ) -> ClientResponse:
+        """Retry a request whose first attempt failed (*resp*, a retryable status, or *error*).
+
+        As often as *retry* allows; *started*: ``time.monotonic()`` when the first attempt began
+        (``total`` counts from it).
+        """
         method = req.method
-        status_ok = method in retry.methods
         failures: list[str] = []
         waits: list[float] = []
         while True:
-            resp: ClientResponse | None = None
-            error: ClientConnectionError | None = None
             asked: float | None = None
-            try:
-                resp = await self._send(req, handler)
-            except ClientConnectionError as exc:
-                if not retryable_error(exc, method, retry):
-                    raise
-                error = exc
-                cause = type(exc).__name__
-                failures.append(f"{cause}: {exc}" if str(exc) else cause)
+            if error is not None:
+                cause = type(error).__name__
+                failures.append(f"{cause}: {error}" if str(error) else cause)
             else:
-                if resp.status not in retry.statuses or not status_ok:
+                assert resp is not None
+                if resp.status not in retry.statuses or method not in retry.methods:
                     return resp
                 cause = str(resp.status)
                 failures.append(f"HTTP {resp.status} {resp.reason or ''}".rstrip())
@@ -188,12 +228,19 @@ class SiteState:
                 reason = f"the server asked to wait {asked:.3g} s, over max_wait={retry.max_wait!r}"
             else:
                 wait = asked if asked is not None else backoff(retry, len(failures))
-                if retry.total is None or loop.time() + wait - started <= retry.total:
+                if retry.total is None or time.monotonic() + wait - started <= retry.total:
                     self._retries[cause] += 1
                     if resp is not None:
                         resp.release()  # frees its connection (and concurrency place) before we wait
                     waits.append(wait)
                     await asyncio.sleep(wait)
+                    resp = error = None
+                    try:
+                        resp = await self._send(req, handler, None, first=False)
+                    except ClientConnectionError as exc:
+                        if not retryable_error(exc, method, retry):
+                            raise
+                        error = exc
                     continue
                 reason = f"waiting {wait:.3g} s more would pass total={retry.total!r}"
             self._gave_up += 1
@@ -213,10 +260,13 @@ def site_middleware(lookup: Callable[[URL], SiteState | None]) -> ClientMiddlewa
         session = aiohttp.ClientSession(middlewares=[site_middleware(states.get_for_url)])
     """
 
-    async def site_policy(req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+    # A plain function returning the awaitable to await (what aiohttp's middleware type asks for), not
+    # a coroutine of its own: every coroutine in the chain is created, and resumed at each of the
+    # request's waits, once per request.
+    def site_policy(req: ClientRequest, handler: ClientHandlerType) -> Awaitable[ClientResponse]:
         state = lookup(req.url)
         if state is None:
-            return await handler(req)
-        return await state.request(req, handler)
+            return handler(req)
+        return state._send(req, handler, state._retry)  # what state.request() awaits
 
     return site_policy
