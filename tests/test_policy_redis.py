@@ -11,11 +11,13 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
+import redis.asyncio
 from redis_server import free_port, redis_server_url
 from test_policy import Recorder, serve
 from yarl import URL
 
 from asynctools._policy import RateLimit, RedisLimit, RedisLimitError, SitePolicy, SiteState, site_middleware
+from asynctools._policy._rate import RedisLimiter, make_limiter
 
 
 @pytest.fixture(scope="session")
@@ -158,3 +160,100 @@ async def _get(session: aiohttp.ClientSession, url: URL) -> int:
     async with session.get(url) as resp:
         await resp.read()
         return resp.status
+
+
+# --- places given back (a place held in Redis by mistake blocks every process for five minutes) -------
+
+
+@asynccontextmanager
+async def redis_client(url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.from_url(url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def places(client: redis.asyncio.Redis, prefix: str) -> list[tuple[bytes, float, float]]:
+    """Every place under *prefix*: (name, score, seconds from Redis's clock now to when it stops counting)."""
+    seconds, micros = await client.time()
+    now = seconds + micros / 1e6
+    found = []
+    for key in await client.keys(f"{prefix}:*"):
+        for name, score in await client.zrange(key, 0, -1, withscores=True):
+            found.append((name, score, score - now))
+    return found
+
+
+ONE_REQUEST = """
+import asyncio, sys
+import aiohttp
+from asynctools import RateLimit, RedisLimit, SessionRegistry, SitePolicy
+
+async def main(url, redis_url, prefix):
+    policy = SitePolicy(retry=None, rate=RateLimit(5, per=1, redis=RedisLimit(redis_url, prefix=prefix)))
+    registry = SessionRegistry(policies={url: policy})
+    async with registry.session(url) as session, session.get(url) as resp:
+        await resp.read()
+    # main() returns at once: asyncio.run() cancels what is still pending, the give-back included
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_script_that_returns_right_after_its_request_leaves_no_place_held(redis_url: str) -> None:
+    prefix = f"test-{uuid.uuid4().hex}"
+    async with serve(Recorder()) as url:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", ONE_REQUEST, str(url), redis_url, prefix
+        )
+        assert await process.wait() == 0
+    async with redis_client(redis_url) as client:
+        held = await places(client, prefix)
+    assert len(held) == 1
+    (_, _, counted_for) = held[0]
+    assert counted_for <= 1.0  # finished: counted for `per` seconds from its answer, not 300 s in flight
+
+
+async def test_a_place_taken_by_an_acquire_cancelled_in_its_round_trip_is_given_back(redis_url: str) -> None:
+    prefix = f"test-{uuid.uuid4().hex}"
+    rate = RateLimit(2, per=60, redis=RedisLimit(redis_url, prefix=prefix))
+    limiter = make_limiter(rate, "http://127.0.0.1")
+    assert isinstance(limiter, RedisLimiter)
+    script = limiter._acquire_script
+
+    async def cancelled_after_the_server_ran_it(**kwargs: object) -> object:
+        await script(**kwargs)  # the place is taken in Redis...
+        raise asyncio.CancelledError  # ...and the answer never reaches us (a ClientTimeout, a cancel)
+
+    limiter._acquire_script = cancelled_after_the_server_ran_it
+    with pytest.raises(asyncio.CancelledError):
+        await limiter.acquire()
+    await limiter.aclose()  # waits for the give-back
+    async with redis_client(redis_url) as client:
+        assert await places(client, prefix) == []
+
+
+async def test_equal_limits_spelt_differently_count_in_one_window(redis_url: str) -> None:
+    prefix = f"test-{uuid.uuid4().hex}"
+    shared = RedisLimit(redis_url, prefix=prefix)
+    limiters = [make_limiter(RateLimit(3, per=per, redis=shared), "http://127.0.0.1") for per in (60, 60.0)]
+    for limiter in limiters:
+        limiter.finish(await limiter.acquire())
+    for limiter in limiters:
+        await limiter.aclose()
+    async with redis_client(redis_url) as client:
+        assert len(await client.keys(f"{prefix}:*")) == 1
+        assert len(await places(client, prefix)) == 2
+
+
+async def test_a_place_finished_after_the_limiter_closed_opens_no_connection(redis_url: str) -> None:
+    prefix = f"test-{uuid.uuid4().hex}"
+    limiter = make_limiter(RateLimit(2, per=60, redis=RedisLimit(redis_url, prefix=prefix)), "http://h")
+    place = await limiter.acquire()
+    await limiter.aclose()
+    limiter.finish(place)  # a request answered after registry.close(): nothing to send it with
+    await asyncio.sleep(0.01)  # (a connection opened here would be reported unclosed by the leak guard)
+    async with redis_client(redis_url) as client:
+        (held,) = await places(client, prefix)
+    assert held[2] > 60  # still counted as in flight, until its lease ends

@@ -186,10 +186,19 @@ local blocking = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSC
 return tostring(tonumber(blocking[2]) + per - now)
 """
 
-# KEYS[1]: as above; ARGV[1]: the place. Its answer came: it counts until now + per (if still there).
-_FINISH: Final = """
+# KEYS[1]: as above; ARGV: pairs of (place, "f" or "u"). A finished place ("f") counts until now + per
+# (if it is still there); an unused one ("u": taken, then its request was never sent) is taken back.
+_RETURN: Final = """
 local t = redis.call('TIME')
-return redis.call('ZADD', KEYS[1], 'XX', tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for i = 1, #ARGV, 2 do
+  if ARGV[i + 1] == 'u' then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+  else
+    redis.call('ZADD', KEYS[1], 'XX', now, ARGV[i])
+  end
+end
+return 0
 """
 
 
@@ -197,12 +206,16 @@ class RedisLimiter:
     """The same window kept in Redis (redis-py, two small Lua scripts), shared by every process.
 
     Taking a place is one atomic script on the server (test and record), so processes cannot both take
-    the last place; giving it back is another, run in a task of its own so the response is not held
-    up. Over the limit, it sleeps until the place blocking it leaves and asks again (polling: nothing
-    tells a process of room made by another); the process's other requests queue behind it on one
-    FIFO lock, in order, asking one at a time. A waiter cancelled while asleep takes nothing; one
-    cancelled during its round trip to Redis may have taken its place (given back after
-    ``IN_FLIGHT_LEASE`` + ``per`` seconds).
+    the last place; giving places back is another, run by one background task that sends all those
+    waiting at once, so responses are not held up. Over the limit, it sleeps until the place blocking
+    it leaves and asks again (polling: nothing tells a process of room made by another); the process's
+    other requests queue behind it on one FIFO lock, in order, asking one at a time. A waiter cancelled
+    while asleep takes nothing; one cancelled (or timed out) during its round trip to Redis gives back
+    the place the script may have taken. Places not yet given back when the loop ends (``asyncio.run()``
+    cancels the background task) are given back by ``aclose()``, which the registry awaits at shutdown.
+
+    A place whose request is in flight more than ``IN_FLIGHT_LEASE`` (300 s: a long upload, a long
+    poll) stops counting then. Needs Redis 5 or later (a script that reads ``TIME`` and then writes).
 
     Why not a limiter library: ``limits`` and PyrateLimiter count a request when it is let go and
     cannot hold its place until its answer, which is what keeps the server's windows within the limit
@@ -227,8 +240,9 @@ class RedisLimiter:
         )
         client = redis.asyncio.Redis(connection_pool=self._pool)
         self._acquire_script: Any = client.register_script(_ACQUIRE)
-        self._finish_script: Any = client.register_script(_FINISH)
-        self._key = f"{config.prefix}:rate:{rate.requests}/{rate.per}:{origin}"
+        self._return_script: Any = client.register_script(_RETURN)
+        # float(per): RateLimit(20, 1) and RateLimit(20, 1.0) are equal, and must count together.
+        self._key = f"{config.prefix}:rate:{rate.requests}/{float(rate.per)!r}:{origin}"
         self._args = (rate.requests, float(rate.per), IN_FLIGHT_LEASE)
         self._per = float(rate.per)
         # While a place in Redis is held by a request still in flight, how often to ask again.
@@ -241,7 +255,11 @@ class RedisLimiter:
         self._local_until = -float("inf")
         self._lock = asyncio.Lock()
         self._queued = 0  # in the slow path: while any, newcomers queue behind them (no overtaking)
-        self._finishing: set[asyncio.Task[None]] = set()
+        # Places to give back to Redis (name -> "f" finished or "u" unused), and the task sending them.
+        self._returns: dict[str, str] = {}
+        self._returner: asyncio.Task[None] | None = None
+        self._return_warned = -float("inf")  # when a failed give-back was last logged
+        self._closed = False
 
     def try_take(self) -> bool:
         """Always ``False``: a place in the shared window takes a round trip to Redis (``acquire()``)."""
@@ -282,7 +300,12 @@ class RedisLimiter:
         name = f"{self._names}{self._count}"
         try:
             blocked = await self._acquire_script(keys=[self._key], args=[*self._args, name])
-        except self._errors as exc:
+        except BaseException as exc:
+            # The script may have taken the place before the error (a timeout, a cancellation, a
+            # ClientTimeout firing while we wait) reached us: give it back, the request is not sent.
+            self._give_back(name, "u")
+            if not isinstance(exc, self._errors):
+                raise
             self.figures.redis_errors += 1
             if self._config.on_error == "fail":
                 raise RedisLimitError(
@@ -312,20 +335,42 @@ class RedisLimiter:
     def finish(self, token: str | None) -> None:
         """Give back the place *token* (from ``acquire()``): it stays counted for ``per`` seconds more."""
         self._local.finish()
-        if token is None:
-            return
-        # Its own task and context: the response goes on at once, and the caller's context is not kept.
-        task = contextvars.Context().run(asyncio.get_running_loop().create_task, self._finish(token))
-        self._finishing.add(task)
-        task.add_done_callback(self._finishing.discard)
+        if token is not None:
+            self._give_back(token, "f")
 
-    async def _finish(self, token: str) -> None:
+    def _give_back(self, name: str, how: str) -> None:
+        self._returns[name] = how
+        if self._returner is None and not self._closed:
+            # Its own task and context: the response goes on at once, and the caller's context is not
+            # kept. Places given back meanwhile go with the next round trip.
+            self._returner = contextvars.Context().run(
+                asyncio.get_running_loop().create_task, self._send_returns()
+            )
+
+    async def _send_returns(self) -> None:
         try:
-            await self._finish_script(keys=[self._key], args=[token])
+            while self._returns:
+                batch, self._returns = self._returns, {}
+                try:
+                    await self._return(batch)
+                except BaseException:
+                    self._returns = {**batch, **self._returns}  # not known to be given back: keep them
+                    raise
         except self._errors as exc:
-            self.figures.redis_errors += 1
+            self._failed_return(exc)  # kept: the next give-back or aclose() tries again
+        finally:
+            self._returner = None
+
+    async def _return(self, batch: dict[str, str]) -> None:
+        await self._return_script(keys=[self._key], args=[item for pair in batch.items() for item in pair])
+
+    def _failed_return(self, exc: BaseException) -> None:
+        # Not in redis_errors, which counts requests that met Redis unreachable: this one was answered.
+        now = time.monotonic()
+        if now - self._return_warned >= self._config.recheck:  # once a while, not once a request
+            self._return_warned = now
             logger.warning(
-                "Redis at %r unreachable (%r): a place in the rate limit for %s stays held for up to %s s",
+                "Redis at %r unreachable (%r): places in the rate limit for %s stay held for up to %s s",
                 self._config.url,
                 exc,
                 self._origin,
@@ -333,10 +378,22 @@ class RedisLimiter:
             )
 
     async def aclose(self) -> None:
-        """Give back the places still being given back, then close the connections to Redis."""
-        while self._finishing:
-            await asyncio.gather(*self._finishing)
-        await self._pool.disconnect()
+        """Give back the places still held or being given back, then close the connections to Redis.
+
+        Places finished after this are counted in Redis until ``IN_FLIGHT_LEASE`` ends.
+        """
+        self._closed = True
+        try:
+            if self._returner is not None:
+                await asyncio.gather(self._returner, return_exceptions=True)  # cancelled at exit, maybe
+            if self._returns:
+                batch, self._returns = self._returns, {}
+                try:
+                    await self._return(batch)
+                except self._errors as exc:
+                    self._failed_return(exc)
+        finally:
+            await self._pool.disconnect()
 
 
 def make_limiter(rate: RateLimit, origin: str) -> LocalLimiter | RedisLimiter:
