@@ -6,7 +6,7 @@ import asyncio
 import traceback
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiohttp import ClientSession, CookieJar, TraceConfig
 
@@ -17,8 +17,9 @@ from ._idle import IdleSet
 from ._keys import Origin, SessionKey, origin_text
 from ._lease import Entry, HeldLease, Lease
 from ._metrics import SiteMetricsBook
-from ._policy import SitePolicy, SiteState
+from ._policy import SiteState, site_middleware
 from ._shutdown import ShutdownHook
+from ._site_policies import PolicyBook
 from ._stats import RegistryStats, SessionStats
 
 _get_running_loop = asyncio._get_running_loop  # the C accessor: None instead of an exception
@@ -42,8 +43,8 @@ class PoolOwner(Protocol):
     def _forget(self, pool: LoopPool, *, loop_shut_down: bool) -> None:
         """The pool closed: it takes no new users."""
 
-    def _session_middlewares(self) -> tuple[Any, ...]:
-        """The middlewares every new session gets before the user's own (site policies)."""
+    def _site_policies(self) -> PolicyBook:
+        """The policies of the registry's origins (the same book for the registry's lifetime)."""
 
     def _session_trace_configs(self) -> tuple[TraceConfig, ...]:
         """The trace configs every new session gets after the user's own (metrics)."""
@@ -103,7 +104,12 @@ class LoopPool:
         # (origin, option) -> frozen value -> open sessions, for options compared by identity.
         self._churn: dict[tuple[object, str], dict[object, int]] = {}
         self._churn_warned: set[tuple[object, str]] = set()
-        self._sites: dict[Origin, SiteState] = {}  # per origin with a policy: its limits and figures
+        # Per origin with a policy, once a request went there: its limits and figures, shared by every
+        # session of the origin on this loop. The sessions' middleware reads the dict itself, so that a
+        # request's lookup is one dict read (the dict is only ever cleared, never replaced).
+        self._policies = owner._site_policies()
+        self._sites: dict[Origin, SiteState] = {}
+        self._middleware = site_middleware(self._sites, self._site_state)
         self._site_metrics = owner.metrics  # per origin traffic figures, with metrics=True
         self._hook: ShutdownHook | None = None if shut_down else ShutdownHook(self._shutdown)
 
@@ -174,7 +180,10 @@ class LoopPool:
         # Created before anything is counted: if aiohttp refuses the arguments, nothing changed.
         jar = None if key.isolation is None else key.isolation.cookie_jar(CookieJar)
         session = self._connector.session(
-            key, jar, self._owner._session_middlewares(), self._owner._session_trace_configs()
+            key,
+            jar,
+            (self._middleware,) if self._policies else (),
+            self._owner._session_trace_configs(),
         )
         idle = self._idle if key.isolation is None else self._idle_isolated
         entry = Entry(key, session, self, self.loop, idle)
@@ -187,11 +196,13 @@ class LoopPool:
 
     # -- site policies -----------------------------------------------------------------------------
 
-    def site_state(self, origin: Origin, policy: SitePolicy) -> SiteState:
-        """The state (limits, figures) of *origin* on this loop, shared by all its sessions."""
-        state = self._sites.get(origin)
-        if state is None or state.policy != policy:
-            state = self._sites[origin] = SiteState(policy, origin_text(origin))
+    def _site_state(self, origin: Origin) -> SiteState | None:
+        """The state of *origin*, made at its first request, if it has a policy (the middleware asks
+        for origins it has no state of). ``None`` once the pool is closed: nothing would close it."""
+        policy = self._policies.get(origin)
+        if policy is None or self._detached:
+            return None
+        state = self._sites[origin] = SiteState(policy, origin_text(origin))
         return state
 
     def policies_changed(self) -> None:
@@ -258,7 +269,8 @@ class LoopPool:
         """
         self.close_all()
         await self._closer.wait()
-        sites, self._sites = list(self._sites.values()), {}
+        sites = list(self._sites.values())
+        self._sites.clear()
         for state in sites:
             await state.aclose()
         if self._hook is not None:

@@ -14,14 +14,13 @@ from types import TracebackType
 from typing import Any
 
 from aiohttp import ClientSession, TraceConfig
-from yarl import URL
 
 from ._keys import SessionKey, make_key
 from ._lease import Entry, Lease, released_twice
 from ._metrics import SiteMetricsBook, metrics_trace_config
-from ._policy import SitePolicy, SiteState, site_middleware
+from ._policy import SitePolicy
 from ._pool import LoopPool
-from ._site_policies import PolicyBook, origin_of
+from ._site_policies import PolicyBook
 from ._stats import RegistryStats
 
 __all__ = ("SessionRegistry", "default_registry")
@@ -86,7 +85,6 @@ class SessionRegistry:
         for url, policy in (policies or {}).items():
             book.state(url, policy)
         self._policies = book
-        self._middleware = site_middleware(self._site_state)
         #: Per-site figures from aiohttp's tracing (``metrics=True``), else ``None``; see ``stats()``.
         self.metrics: SiteMetricsBook | None = SiteMetricsBook() if metrics else None
         self._trace_configs: tuple[TraceConfig, ...] = ()
@@ -146,20 +144,11 @@ class SessionRegistry:
             elif not pool.loop.is_closed():
                 pool.loop.call_soon_threadsafe(pool.policies_changed)
 
-    def _session_middlewares(self) -> tuple[Any, ...]:
-        return (self._middleware,) if self._policies else ()
+    def _site_policies(self) -> PolicyBook:
+        return self._policies
 
     def _session_trace_configs(self) -> tuple[TraceConfig, ...]:
         return self._trace_configs
-
-    def _site_state(self, url: URL) -> SiteState | None:
-        """The policy state of a request's site on the running loop (the middleware's lookup)."""
-        origin = origin_of(url)
-        policy = self._policies.get(origin)
-        if policy is None or origin is None:
-            return None
-        pool = self._pools.get(asyncio.get_running_loop())
-        return None if pool is None else pool.site_state(origin, policy)
 
     # -- the pool of the running loop ---------------------------------------------------------------
 

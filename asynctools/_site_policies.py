@@ -6,20 +6,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from yarl import URL
-
 from ._keys import Origin, parse_origin
 from ._policy import SitePolicy
 
-__all__ = ("PolicyBook", "origin_of")
-
-
-def origin_of(url: URL) -> Origin | None:
-    """The normalised origin of a request's URL (as ``parse_origin`` gives it), cheaply."""
-    host, port = url.raw_host, url.port
-    if host is None or port is None:
-        return None
-    return (url.scheme, host.lower(), port)
+__all__ = ("PolicyBook",)
 
 
 class PolicyBook:
@@ -34,9 +24,9 @@ class PolicyBook:
         self._policies: dict[Origin | None, SitePolicy] = {}  # None is never a key (see get)
         self._lock = threading.Lock()
         self.generation = 0
-        #: The policy of an origin (``origin_of``'s answer), or ``None``: the dict's own ``get``, since
-        #: the middleware asks on every request (a method would be a Python call more). ``None`` is
-        #: never a key, so an origin of ``None`` has no policy.
+        #: The policy of an origin (as ``parse_origin`` gives it), or ``None``: the dict's own ``get``
+        #: (a method would be a Python call more). ``None`` is never a key, so an origin of ``None`` has
+        #: no policy.
         self.get: Callable[[Origin | None], SitePolicy | None] = self._policies.get
 
     def __bool__(self) -> bool:

@@ -61,8 +61,8 @@ async def client(
 ) -> AsyncIterator[tuple[aiohttp.ClientSession, SiteState]]:
     """A ClientSession whose every request obeys *policy* (any origin), and the state it uses."""
     state = SiteState(policy or SitePolicy(), "http://127.0.0.1")
-    lookup = (lambda url: state) if policy is not None else (lambda url: None)
-    async with aiohttp.ClientSession(middlewares=[site_middleware(lookup)], **kwargs) as session:
+    lookup = (lambda origin: state) if policy is not None else (lambda origin: None)
+    async with aiohttp.ClientSession(middlewares=[site_middleware({}, lookup)], **kwargs) as session:
         try:
             yield session, state
         finally:
@@ -410,6 +410,29 @@ async def test_a_cancelled_waiter_takes_no_place() -> None:
     assert len(recorder.times) == 2
 
 
+async def test_a_full_window_is_free_again_once_it_passed() -> None:
+    """Finish times the limiter has not dropped yet (it drops them lazily) never hold a request back
+    once their window has passed: after each pause, the whole limit goes at once, without waiting."""
+    recorder = Recorder(200)
+    per, limit = 0.1, 4
+    loop = asyncio.get_running_loop()
+    async with (
+        serve(recorder) as url,
+        client(SitePolicy(retry=None, rate=RateLimit(limit, per=per))) as (
+            session,
+            state,
+        ),
+    ):
+        for round_ in range(3):
+            assert await asyncio.gather(*(_status(session, url) for _ in range(limit))) == [200] * limit
+            assert state.stats().rate_waits == 0, round_
+            done = loop.time()
+            while loop.time() < done + per:  # noqa: ASYNC110 - asyncio may wake a clock tick early
+                await asyncio.sleep(done + per - loop.time())
+        assert await asyncio.gather(*(_status(session, url) for _ in range(limit + 1))) == [200] * (limit + 1)
+    assert state.stats().rate_waits == 1  # the one over the limit waited: the log still counts
+
+
 async def _status(session: aiohttp.ClientSession, url: URL) -> int:
     async with session.get(url) as resp:
         await resp.read()
@@ -431,7 +454,7 @@ async def test_concurrency_limit_holds_across_sessions() -> None:
         return web.Response(text="ok")
 
     state = SiteState(SitePolicy(concurrency=2), "http://127.0.0.1")
-    middleware = site_middleware(lambda url: state)
+    middleware = site_middleware({}, lambda origin: state)
     async with (
         serve(busy) as url,
         aiohttp.ClientSession(middlewares=[middleware]) as one,

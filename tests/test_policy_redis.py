@@ -42,7 +42,7 @@ from asynctools._policy import RateLimit, RedisLimit, SitePolicy, SiteState, sit
 async def main(url, redis_url, prefix):
     policy = SitePolicy(retry=None, rate=RateLimit(5, per=3600, redis=RedisLimit(redis_url, prefix=prefix)))
     state = SiteState(policy, "http://127.0.0.1")
-    async with aiohttp.ClientSession(middlewares=[site_middleware(lambda _: state)]) as session:
+    async with aiohttp.ClientSession(middlewares=[site_middleware({}, lambda _: state)]) as session:
         async def one():
             async with session.get(url) as resp:
                 await resp.read()
@@ -150,7 +150,7 @@ async def test_unreachable_redis_with_local_fallback_counts_in_process(
 async def client_for(policy: SitePolicy) -> AsyncIterator[tuple[aiohttp.ClientSession, SiteState]]:
     state = SiteState(policy, "http://127.0.0.1")
     try:
-        async with aiohttp.ClientSession(middlewares=[site_middleware(lambda _: state)]) as session:
+        async with aiohttp.ClientSession(middlewares=[site_middleware({}, lambda _: state)]) as session:
             yield session, state
     finally:
         await state.aclose()

@@ -165,3 +165,27 @@ async def test_a_policy_needs_a_base_url_and_a_valid_site():
         NoSite(registry=SessionRegistry())
     with pytest.raises(ValueError, match="has no host"):
         SessionRegistry(policies={"/relative": SitePolicy()})
+
+
+async def test_a_policy_finds_its_origin_however_the_request_reaches_it(flaky):
+    """Whatever session sends it and however its URL spells the origin, a request obeys the policy;
+    another origin's requests through the same session do not."""
+    other = TestServer(web.Application(), host="127.0.0.1")
+    await other.start_server()
+    registry = SessionRegistry(policies={flaky.url(): SitePolicy(retry=FAST_RETRY)})
+    assert flaky.server is not None
+    spelled = f"HTTP://127.0.0.1:{flaky.server.port}/flaky"
+    async with registry.session(str(other.make_url("/"))) as session:  # a session of another origin
+        async with session.get(spelled, params={"tag": "caps"}) as resp:
+            assert resp.status == 200
+        async with session.get(other.make_url("/flaky")) as resp:
+            assert resp.status == 404  # no policy there: one attempt, nothing counted for it
+    async with (
+        registry.session() as anywhere,
+        anywhere.get(flaky.url("/flaky"), params={"tag": "none"}) as resp,
+    ):
+        assert resp.status == 200
+    assert flaky.failures == {"caps": 3, "none": 3}
+    assert [site.origin for site in registry.stats().sites] == [flaky.url().rstrip("/")]
+    await registry.close()
+    await other.close()

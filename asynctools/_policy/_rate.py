@@ -108,7 +108,12 @@ class LocalLimiter:
     def finish(self, token: str | None = None) -> None:
         """Give back a place taken by ``acquire()`` or ``take()``: it stays counted for ``per`` seconds."""
         self._held -= 1
-        self._finished.append(time.monotonic())
+        finished, now = self._finished, time.monotonic()
+        # One stale time out for each one in: the log stays as long as the busiest window so far (at
+        # most `requests`), and try_take() need not look at the clock while the limit is far off.
+        if finished and finished[0] <= now - self._per:
+            finished.popleft()
+        finished.append(now)
         if self._freed is not None:
             self._freed.set()
 
@@ -121,14 +126,17 @@ class LocalLimiter:
         if self._queued:  # newcomers queue behind those waiting (no overtaking)
             return False
         # `_delay(now) == 0.0`, then `take(now)`, written out: this runs for every request, and each
-        # Python call costs as much as all the arithmetic.
-        now = time.monotonic()
+        # Python call costs as much as all the arithmetic. The log may hold stale times (finish()
+        # drops one per call): they only count too much, so they are dropped when they would matter.
         finished = self._finished
-        while finished and finished[0] <= now - self._per:
-            finished.popleft()
         if self._held + len(finished) >= self._limit:
-            return False
+            now = time.monotonic()
+            while finished and finished[0] <= now - self._per:
+                finished.popleft()
+            if self._held + len(finished) >= self._limit:
+                return False
         if self._tolerance is not None:
+            now = time.monotonic()
             if self._tat - self._tolerance > now:
                 return False
             self._tat = max(self._tat, now) + self._interval

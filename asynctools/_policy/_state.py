@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from aiohttp import ClientConnectionError, ClientRequest, ClientResponse
 from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
-from yarl import URL
 
+from .._keys import Origin
 from ._config import Retry, SitePolicy
 from ._rate import LocalLimiter, RedisLimiter, make_limiter
 from ._retry import RetryError, backoff, body_replayable, retry_after, retryable_error
@@ -250,22 +250,33 @@ class SiteState:
             raise RetryError(method, req.url, tuple(failures), tuple(waits), reason) from error
 
 
-def site_middleware(lookup: Callable[[URL], SiteState | None]) -> ClientMiddlewareType:
-    """An aiohttp client middleware applying each request's site policy, found by ``lookup(request.url)``.
+def site_middleware(
+    known: Mapping[Origin, SiteState], find: Callable[[Origin], SiteState | None]
+) -> ClientMiddlewareType:
+    """An aiohttp client middleware applying each request's site policy.
 
-    ``lookup`` returns the ``SiteState`` of the URL's origin, or ``None`` for a site without a policy,
-    whose requests go straight to the next handler. Called for every request and every redirect hop,
-    so a redirect to another site obeys that site's policy. Raises what ``SiteState.request`` raises.
+    The state of a request's origin (``(scheme, host, port)``, the host lower-cased) is looked up in
+    *known*, then, for an origin not in it, asked of ``find(origin)`` (which may add it to *known*);
+    ``None`` means a site without a policy, whose requests go straight to the next handler. Runs for
+    every request and every redirect hop, so a redirect to another site obeys that site's policy.
+    Raises what ``SiteState.request`` raises.
 
-        session = aiohttp.ClientSession(middlewares=[site_middleware(states.get_for_url)])
+        session = aiohttp.ClientSession(middlewares=[site_middleware({}, lambda origin: state)])
     """
+    get = known.get
 
     # A plain function returning the awaitable to await (what aiohttp's middleware type asks for), not
     # a coroutine of its own: every coroutine in the chain is created, and resumed at each of the
-    # request's waits, once per request.
+    # request's waits, once per request. The origin is taken apart here rather than by a helper, and
+    # the known states are read straight from their dict: this runs for every request.
     def site_policy(req: ClientRequest, handler: ClientHandlerType) -> Awaitable[ClientResponse]:
-        state = lookup(req.url)
-        if state is None:
+        url = req.url
+        host, port = url.raw_host, url.port
+        if host is None or port is None:
+            return handler(req)
+        origin = (url.scheme, host.lower(), port)
+        state = get(origin)
+        if state is None and (state := find(origin)) is None:
             return handler(req)
         return state._send(req, handler, state._retry)  # what state.request() awaits
 
