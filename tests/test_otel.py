@@ -160,35 +160,49 @@ async def test_errors_and_pool_figures_and_no_path_anywhere(server: TestServer, 
     assert value("asynctools.client.dns.lookups", port, **{"asynctools.dns.cache": "miss"}) == 0
 
 
-async def test_active_requests_while_waiting(meters: Meters) -> None:
-    gate = asyncio.Event()
-    arrived = asyncio.Event()
+class HeldServer:
+    """A loopback server whose every GET is answered only once ``gate`` is set; ``arrived`` is set as a
+    request reaches it."""
 
-    async def held(request: web.Request) -> web.Response:
-        arrived.set()
-        await gate.wait()
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.arrived = asyncio.Event()
+        self.server = TestServer(web.Application(), host="127.0.0.1")
+
+    async def held(self, request: web.Request) -> web.Response:
+        self.arrived.set()
+        await self.gate.wait()
         return web.Response(text="done")
 
-    app = web.Application()
-    app.router.add_get("/", held)
-    srv = TestServer(app, host="127.0.0.1")
-    await srv.start_server()
+
+@pytest.fixture
+async def held_server() -> AsyncIterator[HeldServer]:
+    held = HeldServer()
+    held.server.app.router.add_get("/{tail:.*}", held.held)
+    await held.server.start_server()
+    try:
+        yield held
+    finally:
+        held.gate.set()
+        await held.server.close()
+
+
+async def test_active_requests_while_waiting(held_server: HeldServer, meters: Meters) -> None:
+    srv = held_server.server
     book = SiteMetricsBook()
     instrumentation = otel.instrument(book, meters.provider)
     try:
         async with aiohttp.ClientSession(trace_configs=[metrics_trace_config(book.lookup)]) as session:
             task = asyncio.create_task(session.get(srv.make_url("/")))
-            await arrived.wait()
+            await held_server.arrived.wait()
             (active,) = points(meters.reader)["http.client.active_requests"]
             assert active.value == 1
-            gate.set()
+            held_server.gate.set()
             await (await task).read()
         (active,) = points(meters.reader)["http.client.active_requests"]
         assert active.value == 0
     finally:
-        gate.set()
         instrumentation.uninstrument()
-        await srv.close()
 
 
 async def test_uninstrument_stops_reporting(server: TestServer, meters: Meters) -> None:
@@ -214,19 +228,10 @@ def test_instrument_takes_a_registry_with_metrics_or_a_book(meters: Meters) -> N
         otel.instrument(object(), meters.provider)
 
 
-async def test_open_connections_and_connection_duration_from_the_registrys_connector(meters: Meters) -> None:
-    gate = asyncio.Event()
-    arrived = asyncio.Event()
-
-    async def held(request: web.Request) -> web.Response:
-        arrived.set()
-        await gate.wait()
-        return web.Response(text="done")
-
-    app = web.Application()
-    app.router.add_get("/secret-user-42/", held)
-    srv = TestServer(app, host="127.0.0.1")
-    await srv.start_server()
+async def test_open_connections_and_connection_duration_from_the_registrys_connector(
+    held_server: HeldServer, meters: Meters
+) -> None:
+    srv = held_server.server
     registry = SessionRegistry(metrics=True)
     instrumentation = otel.instrument(registry, meters.provider)
     base = {"server.address": "127.0.0.1", "server.port": srv.port, "url.scheme": "http"}
@@ -242,9 +247,9 @@ async def test_open_connections_and_connection_duration_from_the_registrys_conne
     try:
         async with registry.session(srv.make_url("/")) as session:
             task = asyncio.create_task(session.get(srv.make_url("/secret-user-42/")))
-            await arrived.wait()
+            await held_server.arrived.wait()
             assert open_connections() == {"active": 1, "idle": 0}
-            gate.set()
+            held_server.gate.set()
             await (await task).read()
             assert open_connections() == {"active": 0, "idle": 1}
             assert "http.client.connection.duration" not in points(meters.reader)  # still open
@@ -260,7 +265,6 @@ async def test_open_connections_and_connection_duration_from_the_registrys_conne
         assert list(duration.explicit_bounds)[:2] == [0.01, 0.02]
         assert open_connections() == {"active": 0, "idle": 0}
     finally:
-        gate.set()
+        held_server.gate.set()
         instrumentation.uninstrument()
         await registry.close()
-        await srv.close()
