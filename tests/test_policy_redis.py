@@ -180,6 +180,8 @@ async def places(client: redis.asyncio.Redis, prefix: str) -> list[tuple[bytes, 
     now = seconds + micros / 1e6
     found = []
     for key in await client.keys(f"{prefix}:*"):
+        if key.endswith(b":gone"):  # places given back before they were taken, not places
+            continue
         for name, score in await client.zrange(key, 0, -1, withscores=True):
             found.append((name, score, score - now))
     return found
@@ -232,6 +234,36 @@ async def test_a_place_taken_by_an_acquire_cancelled_in_its_round_trip_is_given_
     await limiter.aclose()  # waits for the give-back
     async with redis_client(redis_url) as client:
         assert await places(client, prefix) == []
+
+
+async def test_a_give_back_that_reaches_redis_before_its_acquire_leaves_no_place_held(redis_url: str) -> None:
+    """The give-back travels on another connection than the acquire it undoes: on a slow network it
+    may arrive first. The acquire arriving after it must then take nothing."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    rate = RateLimit(1, per=60, redis=RedisLimit(redis_url, prefix=prefix))
+    limiter = make_limiter(rate, "http://127.0.0.1")
+    assert isinstance(limiter, RedisLimiter)
+    script = limiter._acquire_script
+    delayed: list[dict[str, object]] = []
+
+    async def cancelled_before_the_server_ran_it(**kwargs: object) -> object:
+        delayed.append(kwargs)  # still on its way to Redis...
+        raise asyncio.CancelledError  # ...when the caller gives up
+
+    limiter._acquire_script = cancelled_before_the_server_ran_it
+    with pytest.raises(asyncio.CancelledError):
+        await limiter.acquire()
+    await limiter.aclose()  # the give-back reaches Redis
+    (late,) = delayed
+    assert await script(**late) == b""  # the acquire arrives at last: it takes nothing
+    await limiter.aclose()
+    async with redis_client(redis_url) as client:
+        assert await places(client, prefix) == []
+    # The whole limit (1) is free for the next limiter on this window.
+    other = make_limiter(rate, "http://127.0.0.1")
+    other.finish(await other.acquire())
+    await other.aclose()
+    assert other.figures.waits == 0
 
 
 async def test_equal_limits_spelt_differently_count_in_one_window(redis_url: str) -> None:

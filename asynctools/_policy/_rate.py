@@ -175,12 +175,17 @@ class LocalLimiter:
 
 
 # KEYS[1]: the origin's sorted set of places, each scored by when it leaves the window's count: its
-# finish time, or (while in flight) its start + IN_FLIGHT_LEASE. ARGV: limit, per, lease, place name.
-# Returns "" when the place was taken, else the seconds until the one blocking it leaves. Redis's own
-# clock (TIME) keeps the window, so clients' clocks need not agree.
+# finish time, or (while in flight) its start + IN_FLIGHT_LEASE. KEYS[2]: places given back as unused
+# before this script reached Redis (see _RETURN). ARGV: limit, per, lease, place name.
+# Returns "" when the place was taken (or was given back already: nobody waits for the answer), else
+# the seconds until the one blocking it leaves. Redis's own clock (TIME) keeps the window, so clients'
+# clocks need not agree.
 _ACQUIRE: Final = """
 local key = KEYS[1]
 local limit, per, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('ZREM', KEYS[2], ARGV[4]) == 1 then
+  return ''
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - per)
@@ -194,16 +199,22 @@ local blocking = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSC
 return tostring(tonumber(blocking[2]) + per - now)
 """
 
-# KEYS[1]: as above; ARGV: pairs of (place, "f" or "u"). A finished place ("f") counts until now + per
-# (if it is still there); an unused one ("u": taken, then its request was never sent) is taken back.
+# KEYS: as above; ARGV: lease, then pairs of (place, "f" or "u"). A finished place ("f") counts until
+# now + per (if it is still there); an unused one ("u": its acquire was cancelled or timed out in its
+# round trip, its request never sent) is taken back. The give-back travels on another connection than
+# the acquire, so it may reach Redis first: an unused place not found is remembered in KEYS[2] (for
+# the lease), and an acquire arriving later for it takes nothing.
 _RETURN: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-for i = 1, #ARGV, 2 do
-  if ARGV[i + 1] == 'u' then
-    redis.call('ZREM', KEYS[1], ARGV[i])
-  else
+local lease = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  if ARGV[i + 1] == 'f' then
     redis.call('ZADD', KEYS[1], 'XX', now, ARGV[i])
+  elseif redis.call('ZREM', KEYS[1], ARGV[i]) == 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+    redis.call('ZADD', KEYS[2], now + lease, ARGV[i])
+    redis.call('PEXPIRE', KEYS[2], math.ceil(lease * 1000))
   end
 end
 return 0
@@ -250,7 +261,8 @@ class RedisLimiter:
         self._acquire_script: Any = client.register_script(_ACQUIRE)
         self._return_script: Any = client.register_script(_RETURN)
         # float(per): RateLimit(20, 1) and RateLimit(20, 1.0) are equal, and must count together.
-        self._key = f"{config.prefix}:rate:{rate.requests}/{float(rate.per)!r}:{origin}"
+        key = f"{config.prefix}:rate:{rate.requests}/{float(rate.per)!r}:{origin}"
+        self._keys = [key, f"{key}:gone"]
         self._args = (rate.requests, float(rate.per), IN_FLIGHT_LEASE)
         self._per = float(rate.per)
         # While a place in Redis is held by a request still in flight, how often to ask again.
@@ -307,7 +319,7 @@ class RedisLimiter:
         self._count += 1
         name = f"{self._names}{self._count}"
         try:
-            blocked = await self._acquire_script(keys=[self._key], args=[*self._args, name])
+            blocked = await self._acquire_script(keys=self._keys, args=[*self._args, name])
         except BaseException as exc:
             # The script may have taken the place before the error (a timeout, a cancellation, a
             # ClientTimeout firing while we wait) reached us: give it back, the request is not sent.
@@ -370,7 +382,8 @@ class RedisLimiter:
             self._returner = None
 
     async def _return(self, batch: dict[str, str]) -> None:
-        await self._return_script(keys=[self._key], args=[item for pair in batch.items() for item in pair])
+        args = [IN_FLIGHT_LEASE, *(item for pair in batch.items() for item in pair)]
+        await self._return_script(keys=self._keys, args=args)
 
     def _failed_return(self, exc: BaseException) -> None:
         # Not in redis_errors, which counts requests that met Redis unreachable: this one was answered.
