@@ -308,37 +308,46 @@ class AbstractSessionContainer:
 
     def _attach(self) -> None:
         """Attach a session on the running loop, or go one level deeper if one is attached here."""
-        if not hasattr(self, "_asynctools_key"):
-            raise not_initialised(self, "attaching a session")
+        try:
+            registry, key = self._asynctools_registry, self._asynctools_key
+        except AttributeError:
+            raise not_initialised(self, "attaching a session") from None
         if self._asynctools_borrowed is not None:
             return
-        loop = asyncio.get_running_loop()
+        loop = _get_running_loop()
+        if loop is None:
+            raise RuntimeError("no running event loop")  # as asyncio.get_running_loop() says it
         attachments = self._asynctools_attachments
         if attachments is None:  # the usual first entry: nothing attached anywhere yet
-            attachments = self._asynctools_attachments = {}
+            attachment = _Attachment(registry._lease(key, True), loop)
+            self._asynctools_attachments = {loop: attachment}
+            self._asynctools_latest = attachment
+            return
+        for other in [other for other in attachments if other.is_closed()]:
+            attachments.pop(other).lease.release()  # its loop is gone: only counts down
+        if self._asynctools_latest is not None and self._asynctools_latest.loop.is_closed():
+            self._asynctools_latest = None
+        found = attachments.get(loop)
+        if found is None:
+            attachment = attachments[loop] = _Attachment(registry._lease(key, True), loop)
         else:
-            for other in [other for other in attachments if other.is_closed()]:
-                attachments.pop(other).lease.release()  # its loop is gone: only counts down
-            if self._asynctools_latest is not None and self._asynctools_latest.loop.is_closed():
-                self._asynctools_latest = None
-        attachment = attachments.get(loop)
-        if attachment is None:
-            attachment = attachments[loop] = _Attachment(self._asynctools_lease(held=True), loop)
-        else:
+            attachment = found
             attachment.depth += 1
             if attachment.lease.session is None:  # the registry closed it (close(), the loop's shutdown)
-                stale, attachment.lease = attachment.lease, self._asynctools_lease(held=True)
+                stale, attachment.lease = attachment.lease, registry._lease(key, True)
                 stale.release()
         self._asynctools_latest = attachment
 
     def _detach(self) -> asyncio.Task[None] | None:
         """One level less on the running loop; the last one releases the session."""
-        if not hasattr(self, "_asynctools_key"):
-            raise not_initialised(self, "leaving a session")
         attachments = self._asynctools_attachments
-        if attachments is None:
+        if attachments is None:  # never attached (the class default), or never initialised
+            if not hasattr(self, "_asynctools_key"):
+                raise not_initialised(self, "leaving a session")
             return None
-        loop = asyncio.get_running_loop()
+        loop = _get_running_loop()
+        if loop is None:
+            raise RuntimeError("no running event loop")  # as asyncio.get_running_loop() says it
         attachment = attachments.get(loop)
         if attachment is None:
             return None
@@ -346,8 +355,10 @@ class AbstractSessionContainer:
         if attachment.depth:
             return None
         del attachments[loop]
-        if self._asynctools_latest is attachment:
-            self._asynctools_latest = next(reversed(attachments.values()), None)
+        if not attachments:  # the usual last exit: the next entry is a first one again
+            self._asynctools_attachments = self._asynctools_latest = None
+        elif self._asynctools_latest is attachment:
+            self._asynctools_latest = next(reversed(attachments.values()))
         return attachment.lease.release()
 
     async def __aenter__(self: _C) -> _C:

@@ -149,21 +149,23 @@ def _wrap_coroutine(
     # attached, since users call decorated methods in tight asyncio.gather() loops.
     @functools.wraps(func)
     async def call_with_session(self: Any, *args: Any, **kwargs: Any) -> Any:
-        # The usual call fills every positional before the session and passes no keyword: with a
-        # session attached, hand it over positionally, since binding a keyword argument costs the
-        # callee about a third of a call.
-        bare = not kwargs and len(args) == position
         try:
             session = self.session  # attached on this loop, or borrowed
         except AttributeError:
             session = None  # not a container: only a session passed by the caller will do
-        if bare and session is not None:
-            return await func(self, *args, session)
-        filled = len(args) > position  # the caller passed the session's slot positionally
-        if (args[position] if filled else kwargs.get(name)) is not None:
-            return await func(self, *args, **kwargs)
-        if session is not None:
-            return await func(self, *_with_session(args, kwargs, name, position, session), **kwargs)
+        # The usual call fills every positional before the session and passes no keyword: the session's
+        # slot is then empty, and the session is handed over positionally, since binding a keyword
+        # argument costs the callee about a third of a call.
+        bare = not kwargs and len(args) == position
+        if bare:
+            if session is not None:
+                return await func(self, *args, session)
+        else:
+            filled = len(args) > position  # the caller passed the session's slot positionally
+            if (args[position] if filled else kwargs.get(name)) is not None:
+                return await func(self, *args, **kwargs)
+            if session is not None:
+                return await func(self, *_with_session(args, kwargs, name, position, session), **kwargs)
         try:
             lease_for = self._asynctools_lease
         except AttributeError:

@@ -121,18 +121,19 @@ class LoopPool:
         *held*: the lease is kept by an object that may be dropped unreleased (see ``HeldLease``).
         """
         entry = self._current.get(key)
-        if entry is None or entry.session is None or entry.session.closed:
+        # A session we closed is None on its entry; one closed behind our back (the user's close(), or
+        # their own connector's) must not be handed out again.
+        if entry is None or (session := entry.session) is None or session.closed:
             entry = self._checkout(key)
-        elif not entry.users and entry.idle is not None:  # idle: in use again
-            entry.idle.discard(entry)
+        elif not entry.users and (idle := entry.idle) is not None:
+            idle.pop(entry, None)  # idle: in use again
         entry.users += 1
         self.acquired += 1
         if self._site_metrics is not None and key.origin is not None:
             self._site_metrics.site(key.origin).count_acquisition()
-        make = HeldLease if held else Lease
         if self.debug:  # where it was acquired, for the report if it is never released
-            return make(entry, caller_stack())
-        return make(entry)
+            return (HeldLease if held else Lease)(entry, caller_stack())
+        return HeldLease(entry) if held else Lease(entry)
 
     def release_entry(self, entry: Entry) -> asyncio.Task[None] | None:
         """*entry* has no user left: keep it idle or close it."""
