@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import ipaddress
 import re
@@ -271,6 +272,7 @@ class SessionKey(tuple[Any, ...]):
         return None if self.origin is None else origin_text(self.origin)
 
 
+@functools.lru_cache(maxsize=4096)  # stats() and reports ask for every session's: yarl builds a URL
 def origin_text(origin: Origin) -> str:
     """*origin* as ``scheme://host[:port]``, the port shown only when it is not the scheme's default."""
     scheme, host, port = origin

@@ -2,11 +2,12 @@
 
 Wall time on a shared 2-core machine moves by several percent between runs; instruction counts
 (``Ir``) repeat to a fraction of a percent. Each (case, scheme, strategy) runs in a valgrind process of
-its own against the usual upstream (outside valgrind): the strategy runs once to warm up, then once
-more inside a ctypes call (``lfind`` calling back into Python), and callgrind collects only inside
-``ffi_call`` (``--collect-atstart=no --toggle-collect=ffi_call``), so interpreter start-up, imports and
-the warm-up are not counted. Ir per request is the collected total over the requests of that run,
-sessions, connectors and handshakes included; the ratio is to ``handheld`` on the same case.
+its own against the usual upstream (outside valgrind): the strategy runs once to warm up (the same
+shape), then once more inside a ctypes call (``lfind`` calling back into Python), and callgrind
+collects only inside ``ffi_call`` (``--collect-atstart=no --toggle-collect=ffi_call``), so interpreter
+start-up, imports and the warm-up are not counted. Ir per request is the collected total over the
+requests of that run, sessions, connectors and handshakes included; the ratio is to ``handheld`` on the
+same case.
 
 python -m benchmarks.callgrind                 # every case, HTTP and HTTPS: 5-10 minutes here
 python -m benchmarks.callgrind --update FILE   # and merge the counts into a latest.json
@@ -82,7 +83,9 @@ def child(case: str, name: str, bases: list[str], cafile: str | None, scale: flo
     """Inside valgrind: warm up, then run once inside ffi_call (the only code callgrind counts)."""
     context = ssl.create_default_context(cafile=cafile) if cafile else None
     run, requests = case_run(case, name, bases, context, scale)
-    warm_up, _ = case_run(case, name, bases, context, scale / 10)  # valgrind is slow: a small one
+    # The same shape: what a long-running program works out once per site (its base URL parsed, its
+    # key made) is out of the count, as it is after the first of the wall-time repetitions.
+    warm_up, _ = case_run(case, name, bases, context, scale)
     tally, failure = Tally(), []
     loop = asyncio.new_event_loop()  # by hand: asyncio.Runner is 3.11+
     try:

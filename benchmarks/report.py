@@ -387,8 +387,8 @@ def markdown(results: dict[str, Any]) -> str:
         cg = results["callgrind"]
         lines += [
             f"*{title}*: one valgrind process per strategy, counting only the measured run "
-            "(after a warm-up; interpreter start-up and imports excluded), sessions, connections and TLS "
-            "handshakes included. Cases: "
+            "(after a warm-up run of the same shape; interpreter start-up and imports excluded), sessions, "
+            "connections and TLS handshakes included. Cases: "
             + "; ".join(f"`{case}`: {text}" for case, text in cg["cases"].items())
             + ".",
             "",
