@@ -9,6 +9,8 @@ and core), one container entered once, 10 workers making calls in a row:
   ``handheld`` (one ``ClientSession`` passed by hand) is there for scale:
 
   - ``none``: a registry without any policy;
+  - ``passthrough``: no policy, the container's session given a middleware of the user's that only
+    calls the next handler: what aiohttp's middleware support costs by itself, under any policy;
   - ``local``: ``SitePolicy(retry=Retry(), rate=RateLimit(NEVER, per=1))``, configured but never
     triggered (the server never fails, the limit is far above what the loopback can do);
   - ``redis``: the same with the limit shared through a real redis-server (``RedisLimit``), started as
@@ -42,11 +44,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from aiohttp import ClientRequest, ClientResponse
+from aiohttp.client_middlewares import ClientHandlerType
 
 import asynctools
 from asynctools import RateLimit, RedisLimit, Retry, SitePolicy
@@ -57,7 +62,7 @@ from .upstream import Http
 
 ROOT = Path(__file__).parent.parent
 NEVER = 1_000_000  # requests per second: far above what the loopback does, so the limiter never waits
-VARIANTS = ("handheld", "none", "local", "redis")
+VARIANTS = ("handheld", "none", "passthrough", "local", "redis")
 
 
 def sizes(quick: bool) -> dict[str, Any]:
@@ -87,7 +92,7 @@ def sizes(quick: bool) -> dict[str, Any]:
 
 def policy(variant: str, redis_url: str | None) -> SitePolicy | None:
     """The policy of *variant*; ``redis`` counts under a key of its own (an empty window each run)."""
-    if variant in ("handheld", "none"):
+    if variant in ("handheld", "none", "passthrough"):
         return None
     shared = None
     if variant == "redis":
@@ -96,16 +101,22 @@ def policy(variant: str, redis_url: str | None) -> SitePolicy | None:
     return SitePolicy(retry=Retry(), rate=RateLimit(NEVER, per=1, redis=shared))
 
 
+def passthrough(req: ClientRequest, handler: ClientHandlerType) -> Awaitable[ClientResponse]:
+    """A client middleware that does nothing but call the next handler."""
+    return handler(req)
+
+
 def variant_run(variant: str, redis_url: str | None) -> Run:
     """Run *s* through one container entered once, under *variant*'s policy: every worker's calls."""
     if variant == "handheld":
         return ONE_SITE["handheld"]
+    options = {"middlewares": (passthrough,)} if variant == "passthrough" else {}
 
     async def run(s: Shape, tally: Tally) -> None:
         base = s.bases[0]
         chosen = policy(variant, redis_url)
         async with asynctools.SessionRegistry(policies={base: chosen} if chosen else None) as registry:
-            async with Site(base, s, registry) as api:
+            async with Site(base, s, registry, **options) as api:
 
                 async def visit(_: int) -> None:
                     await calls(s, api.fetch)
@@ -155,7 +166,10 @@ async def overhead(
                 row["us_per_request"] = 1e6 / row["requests_per_s"]
                 row["vs_none"] = ratios(rows, name, "none")
             results[shape_name] = rows
-    summary: dict[str, Any] = {"local_vs_none": results["concurrent"]["local"]["vs_none"]}
+    summary: dict[str, Any] = {
+        "local_vs_none": results["concurrent"]["local"]["vs_none"],
+        "passthrough_vs_none": results["concurrent"]["passthrough"]["vs_none"],
+    }
     if redis_url:
         summary["redis_vs_local"] = ratios(results["concurrent"], "redis", "local")
         seq = results["sequential"]
@@ -313,7 +327,7 @@ def callgrind(redis_url: str | None, n: int, log: Callable[[str], None], jobs: i
     """Ir per request of each variant but handheld: (Ir(2n per worker) - Ir(n per worker)) / (10 n)."""
     from .endtoend import upstream
 
-    names = ["none", "local"] + (["redis"] if redis_url else [])
+    names = ["none", "passthrough", "local"] + (["redis"] if redis_url else [])
     with tempfile.TemporaryDirectory() as tmp, upstream(None) as server:
         todo = [(name, size) for name in names for size in (n, 2 * n)]
         with ThreadPoolExecutor(jobs) as pool:

@@ -61,8 +61,10 @@ async def read(session: aiohttp.ClientSession, url: str, s: Shape) -> bytes:
 class Site(asynctools.AbstractSessionContainer):
     """A container for one origin, written as users write them."""
 
-    def __init__(self, base: str, s: Shape, registry: asynctools.SessionRegistry) -> None:
-        super().__init__(base, registry=registry)
+    def __init__(
+        self, base: str, s: Shape, registry: asynctools.SessionRegistry, **session_kwargs: Any
+    ) -> None:
+        super().__init__(base, registry=registry, **session_kwargs)
         self.url, self.shape = base + "/item", s
 
     @asynctools.attach_session

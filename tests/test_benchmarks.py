@@ -178,7 +178,7 @@ def test_policies_quick_run_reports_sane_figures(policies_run):
     results = json.loads((output / "policies.json").read_text())
     redis = shutil.which("redis-server") is not None
     assert results["redis"] is redis
-    variants = ["handheld", "none", "local", *(["redis"] if redis else [])]
+    variants = ["handheld", "none", "passthrough", "local", *(["redis"] if redis else [])]
     w = results["workload"]
     for shape, requests in (("concurrent", w["workers"] * w["per_worker"]), ("sequential", w["sequential"])):
         table = results["overhead"][shape]
@@ -193,6 +193,7 @@ def test_policies_quick_run_reports_sane_figures(policies_run):
             assert row["sessions"] == 1 and row["seconds"] * high >= requests * 0.999_999, name
     summary = results["overhead"]["summary"]
     assert summary["local_vs_none"] == results["overhead"]["concurrent"]["local"]["vs_none"]
+    assert summary["passthrough_vs_none"] == results["overhead"]["concurrent"]["passthrough"]["vs_none"]
     for kind, a in results["accuracy"].items():
         assert a["requests"] == w["processes"] * w["each"] == 40, kind
         # 40 requests under 20 a second: some must have waited, and it took some time.
@@ -221,6 +222,7 @@ def test_the_policies_section_is_regenerated_from_the_json(policies_run, tmp_pat
     text = page.read_text()
     assert "old numbers" not in text and "\nkept\n" in text and text.endswith(f"{POLICIES_END}\n")
     assert "`python -m benchmarks policies`" in text and "| container, no policy |" in text
+    assert "aiohttp's middleware support alone" in text and "a pass-through middleware" in text
     assert "*rate limit accuracy, timed at the server (per = 1 s)*" in text
     page.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
