@@ -314,24 +314,21 @@ class AbstractSessionContainer:
             raise not_initialised(self, "attaching a session") from None
         if self._asynctools_borrowed is not None:
             return
-        loop = _get_running_loop()
-        if loop is None:
-            raise RuntimeError("no running event loop")  # as asyncio.get_running_loop() says it
+        loop = asyncio.get_running_loop()
         attachments = self._asynctools_attachments
         if attachments is None:  # the usual first entry: nothing attached anywhere yet
-            attachment = _Attachment(registry._lease(key, True), loop)
-            self._asynctools_attachments = {loop: attachment}
-            self._asynctools_latest = attachment
+            first = _Attachment(registry._lease(key, True), loop)
+            self._asynctools_attachments = {loop: first}
+            self._asynctools_latest = first
             return
         for other in [other for other in attachments if other.is_closed()]:
             attachments.pop(other).lease.release()  # its loop is gone: only counts down
         if self._asynctools_latest is not None and self._asynctools_latest.loop.is_closed():
             self._asynctools_latest = None
-        found = attachments.get(loop)
-        if found is None:
+        attachment = attachments.get(loop)
+        if attachment is None:
             attachment = attachments[loop] = _Attachment(registry._lease(key, True), loop)
         else:
-            attachment = found
             attachment.depth += 1
             if attachment.lease.session is None:  # the registry closed it (close(), the loop's shutdown)
                 stale, attachment.lease = attachment.lease, registry._lease(key, True)
@@ -345,9 +342,7 @@ class AbstractSessionContainer:
             if not hasattr(self, "_asynctools_key"):
                 raise not_initialised(self, "leaving a session")
             return None
-        loop = _get_running_loop()
-        if loop is None:
-            raise RuntimeError("no running event loop")  # as asyncio.get_running_loop() says it
+        loop = asyncio.get_running_loop()
         attachment = attachments.get(loop)
         if attachment is None:
             return None

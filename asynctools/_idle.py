@@ -23,8 +23,8 @@ class IdleSet(dict[V, float]):
     rest of an unattached call. Insertion order is idle order (a value is removed when taken back), so
     the oldest is always first, and one timer on the loop expires them on time.
 
-    It is the dict itself (value -> since when), so that taking a value back on every acquisition is
-    ``pop(value, None)``, a C call, rather than a Python method around it.
+    It is the dict itself (value -> since when), so that taking a value back (in use again, or dropped)
+    is ``pop(value, None)``, a C call, rather than a Python method around it.
     """
 
     __slots__ = ("_loop", "_maxsize", "_on_drop", "_time", "_timer", "_ttl")
@@ -55,10 +55,6 @@ class IdleSet(dict[V, float]):
             self._on_drop(oldest)
         if self._timer is None:
             self._schedule(now + self._ttl)
-
-    def discard(self, value: V) -> None:
-        """*value* is in use again (nothing happens if it was not idle)."""
-        self.pop(value, None)
 
     def expire(self, now: float | None = None) -> None:
         """Drop the values idle for *ttl* seconds or more by *now* (default: the loop's time)."""

@@ -220,7 +220,7 @@ class LoopPool:
     def _drop(self, entry: Entry) -> asyncio.Task[None] | None:
         """Forget *entry* and close its session; return the closing task, if one was needed."""
         if not entry.users and entry.idle is not None:
-            entry.idle.discard(entry)
+            entry.idle.pop(entry, None)
         if self._entries.pop(entry.session, None) is not None:  # type: ignore[arg-type]
             self._count_identity_options(entry.key, -1)
         if self._current.get(entry.key) is entry:

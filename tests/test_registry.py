@@ -146,7 +146,7 @@ async def test_the_idle_set_evicts_the_oldest_expires_on_time_and_drains_without
     idle: IdleSet[str] = IdleSet(loop, 2, 1000.0, dropped.append)
     idle.add("a")
     idle.add("b")
-    idle.discard("a")  # in use again: not idle any more
+    idle.pop("a", None)  # in use again: not idle any more
     idle.add("a")  # idle again, now the youngest
     idle.add("c")  # over two: the one idle longest ("b") goes
     assert dropped == ["b"] and len(idle) == 2
