@@ -17,7 +17,7 @@ from ._idle import IdleSet
 from ._keys import Origin, SessionKey, origin_text
 from ._lease import Entry, HeldLease, Lease
 from ._metrics import SiteMetricsBook
-from ._policy import SiteState, site_middleware
+from ._policy import SiteState, Spelling, site_middleware
 from ._shutdown import ShutdownHook
 from ._site_policies import PolicyBook
 from ._stats import RegistryStats, SessionStats
@@ -109,7 +109,10 @@ class LoopPool:
         # request's lookup is one dict read (the dict is only ever cleared, never replaced).
         self._policies = owner._site_policies()
         self._sites: dict[Origin, SiteState] = {}
-        self._middleware = site_middleware(self._sites, self._site_state)
+        # What the middleware found for each spelling of a request's site (None: no policy), so that a
+        # request's lookup is one dict read; cleared whenever an answer may change.
+        self._spellings: dict[Spelling, SiteState | None] = {}
+        self._middleware = site_middleware(self._spellings, self._site_state)
         self._site_metrics = owner.metrics  # per origin traffic figures, with metrics=True
         self._hook: ShutdownHook | None = None if shut_down else ShutdownHook(self._shutdown)
 
@@ -199,16 +202,19 @@ class LoopPool:
 
     def _site_state(self, origin: Origin) -> SiteState | None:
         """The state of *origin*, made at its first request, if it has a policy (the middleware asks
-        for origins it has no state of). ``None`` once the pool is closed: nothing would close it."""
+        once for each spelling of a site). ``None`` once the pool is closed: nothing would close it."""
         policy = self._policies.get(origin)
         if policy is None or self._detached:
             return None
-        state = self._sites[origin] = SiteState(policy, origin_text(origin))
+        state = self._sites.get(origin)  # known under another spelling (a port written out, capitals)
+        if state is None:
+            state = self._sites[origin] = SiteState(policy, origin_text(origin))
         return state
 
     def policies_changed(self) -> None:
         """Sessions built so far lack the new policies: none is handed out again (those in use are
-        dropped when released)."""
+        dropped when released); the sites' lookups are made again."""
+        self._spellings.clear()
         for idle in (self._idle, self._idle_isolated):
             if idle is not None:
                 for entry in idle.drain():
@@ -272,6 +278,7 @@ class LoopPool:
         await self._closer.wait()
         sites = list(self._sites.values())
         self._sites.clear()
+        self._spellings.clear()
         for state in sites:
             await state.aclose()
         if self._hook is not None:

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from asynctools import (
     AbstractSessionContainer,
@@ -187,5 +188,52 @@ async def test_a_policy_finds_its_origin_however_the_request_reaches_it(flaky):
         assert resp.status == 200
     assert flaky.failures == {"caps": 3, "none": 3}
     assert [site.origin for site in registry.stats().sites] == [flaky.url().rstrip("/")]
+    await registry.close()
+    await other.close()
+
+
+async def test_one_site_spelled_two_ways_is_one_site(flaky):
+    """Two spellings of one origin (a host in capitals, kept as given by an encoded URL) are one site:
+    one state, one limit, one figure."""
+    assert flaky.server is not None
+    port = flaky.server.port
+    registry = SessionRegistry(policies={f"http://localhost:{port}": SitePolicy(retry=FAST_RETRY)})
+    spellings = [
+        URL(f"http://localhost:{port}/flaky?tag=lower"),
+        URL.build(
+            scheme="http", host="LocalHost", port=port, path="/flaky", query_string="tag=caps", encoded=True
+        ),
+    ]
+    assert spellings[0].raw_authority != spellings[1].raw_authority
+    async with registry.session() as session:
+        for url in spellings:
+            async with session.get(url) as resp:
+                assert resp.status == 200
+    assert flaky.failures == {"lower": 3, "caps": 3}
+    [site] = registry.stats().sites
+    assert (site.origin, site.requests, site.attempts) == (f"http://localhost:{port}", 2, 6)
+    await registry.close()
+
+
+async def test_a_policy_stated_later_applies_to_sessions_that_went_there_without_one(flaky):
+    """A site's lookup is kept (no policy: straight through), and made again once a policy is stated:
+    the next request obeys it, through a session already held as well as through a new one."""
+    other = TestServer(web.Application(), host="127.0.0.1")
+    await other.start_server()
+    registry = SessionRegistry(policies={str(other.make_url("/")): SitePolicy(retry=FAST_RETRY)})
+    async with registry.session(flaky.url()) as held:
+        for tag in ("before", "before"):  # the second one through the kept lookup
+            async with held.get(flaky.url("/flaky"), params={"tag": tag}) as resp:
+                assert resp.status == 503
+        registry.set_policy(flaky.url(), SitePolicy(retry=FAST_RETRY))
+        async with held.get(flaky.url("/flaky"), params={"tag": "held"}) as resp:
+            assert resp.status == 200
+    async with (
+        registry.session(flaky.url()) as fresh,
+        fresh.get(flaky.url("/flaky"), params={"tag": "fresh"}) as resp,
+    ):
+        assert resp.status == 200
+    assert flaky.failures == {"before": 2, "held": 3, "fresh": 3}
+    assert [site.requests for site in registry.stats().sites] == [2]
     await registry.close()
     await other.close()

@@ -3,7 +3,7 @@
 from ._config import RateLimit, RedisLimit, Retry, SitePolicy
 from ._rate import RedisLimitError
 from ._retry import RetryError
-from ._state import SiteState, SiteStats, site_middleware
+from ._state import SiteState, SiteStats, Spelling, site_middleware
 
 __all__ = (
     "RateLimit",
@@ -14,5 +14,6 @@ __all__ = (
     "SitePolicy",
     "SiteState",
     "SiteStats",
+    "Spelling",
     "site_middleware",
 )
