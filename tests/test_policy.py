@@ -31,6 +31,7 @@ from asynctools._policy import (
     site_middleware,
 )
 from asynctools._policy._retry import backoff, retry_after
+from asynctools._policy._state import MAX_SPELLINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -437,6 +438,38 @@ async def _status(session: aiohttp.ClientSession, url: URL) -> int:
     async with session.get(url) as resp:
         await resp.read()
         return resp.status
+
+
+# --- finding a request's site -------------------------------------------------------------------------
+
+
+async def test_the_middleware_asks_once_per_spelling_and_forgets_past_its_bound() -> None:
+    """A site is asked of find() at its first request only; the dict of answers never grows past
+    MAX_SPELLINGS (a crawler's sites come and go): full, it starts again from the request at hand."""
+    state = SiteState(SitePolicy(retry=FAST), "http://127.0.0.1")
+    asked: list[tuple[str, str, int]] = []
+
+    def find(origin: tuple[str, str, int]) -> SiteState:
+        asked.append(origin)
+        return state
+
+    known: dict[tuple[str, str], SiteState | None] = {}
+    async with (
+        serve(_ok) as url,
+        aiohttp.ClientSession(middlewares=[site_middleware(known, find)]) as session,
+    ):
+        assert [await _status(session, url) for _ in range(3)] == [200] * 3
+        assert asked == [("http", "127.0.0.1", url.port)]
+        assert known == {("http", f"127.0.0.1:{url.port}"): state}
+        known.clear()
+        known.update({("http", f"elsewhere-{n}"): None for n in range(MAX_SPELLINGS)})
+        assert await _status(session, url) == 200
+        assert known == {("http", f"127.0.0.1:{url.port}"): state}
+    assert len(asked) == 2 and state.stats().requests == 4
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
 
 
 # --- concurrency --------------------------------------------------------------------------------------
