@@ -4,6 +4,8 @@ python -m benchmarks                 # full run, about 25 minutes here; writes b
 python -m benchmarks --quick         # about a minute: proves the harness works (no callgrind)
 python -m benchmarks --readme        # rewrite docs/performance.md's section from latest.json
 python -m benchmarks.callgrind       # only the instruction counts (part of the full run)
+python -m benchmarks.opcodes         # Python bytecodes per request, function by function, against
+                                     # handheld: where the instructions go (not part of the full run)
 python -m benchmarks policies        # only issue 11's site policies (benchmarks/policies.py), a few
                                      # minutes; --quick: seconds; writes benchmarks/results/policies.json
 

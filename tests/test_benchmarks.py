@@ -154,6 +154,36 @@ def test_callgrind_counts_instructions_per_request(tmp_path):
         assert 10_000 < row["ir_per_request"] < 100_000_000 and row["sessions"] >= 1
 
 
+def test_opcodes_are_counted_per_function(tmp_path):
+    out = tmp_path / "opcodes.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.opcodes",
+            "--case",
+            "sequential",
+            "--scale",
+            "0.05",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(out.read_text())
+    assert set(counts["totals"]) == {"handheld", "containers", "unattached"}
+    # A request through aiohttp runs thousands of bytecodes, not millions; ours add to them.
+    assert 1_000 < counts["totals"]["handheld"] < 1_000_000
+    assert counts["totals"]["unattached"] > counts["totals"]["handheld"]
+    decorated = [f for f in counts["per_request"]["unattached"] if f.startswith("asynctools/_decorators.py:")]
+    assert decorated and not any(f.startswith("asynctools/") for f in counts["per_request"]["handheld"])
+    assert "unattached: the 25 functions that differ most from handheld" in result.stdout
+
+
 # -- issue 11: site policies ------------------------------------------------------------------------------
 
 
