@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
+import pytest
 
-from asynctools import AbstractSessionContainer, SessionRegistry, attach_session
+from asynctools import AbstractSessionContainer, SessionRegistry, _container, attach_session
 from asynctools._idle import IdleSet
 
 
@@ -88,4 +90,30 @@ async def test_leases_are_given_back_once_on_every_path(upstream):
         await api.session_of()
         await api.session_of(session=None)
     assert registry.stats().in_use == 0 and registry.stats().created == 4
+    await registry.close()
+
+
+async def test_a_base_url_in_use_is_worked_out_once_however_many_came_before(upstream, monkeypatch):
+    # What a base URL alone gives is kept for the base URLs used last: a long-running program that has
+    # seen thousands of sites still works a new one out once, not once per container.
+    worked_out: list[object] = []
+
+    def counted(raw_url: object, *args: Any) -> Any:
+        worked_out.append(raw_url)
+        return site(raw_url, *args)
+
+    site = _container._site
+    monkeypatch.setattr(_container, "_site", counted)
+    registry = SessionRegistry()
+    for port in range(10_000, 15_000):
+        Api(f"http://site-{port}.example", registry=registry)
+    worked_out.clear()
+    apis = [Api(upstream.url(), registry=registry) for _ in range(3)]
+    assert worked_out == [upstream.url()]
+    async with apis[0], apis[1]:  # one key: one session
+        assert apis[0].session is apis[1].session is not None
+    for _ in range(2):  # a bad one is refused every time, never kept
+        with pytest.raises(ValueError, match="no host"):
+            Api("/relative", registry=registry)
+    assert registry.stats().created == 1
     await registry.close()
