@@ -105,12 +105,12 @@ class LoopPool:
         self._churn: dict[tuple[object, str], dict[object, int]] = {}
         self._churn_warned: set[tuple[object, str]] = set()
         # Per origin with a policy, once a request went there: its limits and figures, shared by every
-        # session of the origin on this loop. The sessions' middleware reads the dict itself, so that a
-        # request's lookup is one dict read (the dict is only ever cleared, never replaced).
+        # session of the origin on this loop.
         self._policies = owner._site_policies()
         self._sites: dict[Origin, SiteState] = {}
-        # What the middleware found for each spelling of a request's site (None: no policy), so that a
-        # request's lookup is one dict read; cleared whenever an answer may change.
+        # What the sessions' middleware found for each spelling of a request's site (None: no policy).
+        # It reads the dict itself, so that a request's lookup is one dict read: the dict is only ever
+        # cleared (whenever an answer may change), never replaced.
         self._spellings: dict[Spelling, SiteState | None] = {}
         self._middleware = site_middleware(self._spellings, self._site_state)
         self._site_metrics = owner.metrics  # per origin traffic figures, with metrics=True
