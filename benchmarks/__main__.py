@@ -67,9 +67,9 @@ async def run_shapes(
     results["sites"], results["one_site"] = {}, {"sequential": {}, "entered": {}}
     for scheme, scheme_tls in (("http", None), ("https", tls)):
         with upstream(scheme_tls, ports=max(size["origins"])) as server:
-            # One site first, then many sites. In either order, in this one long process, 10,000
-            # containers entered over HTTPS measure 0.71-0.75x handheld, against 0.85-0.86x in a
-            # process of their own (cause not found; not the garbage collector's heap).
+            # One site first, then many sites. (Entered over HTTPS once measured 0.71x here and 0.86x in
+            # a process of its own: the HTTP stage's 10,000 origins had filled a first-come cache of
+            # base URLs for good, so every container of the HTTPS stage parsed its own. Fixed: LRU.)
             one = {
                 "sequential": Shape(server.bases[:1], server.ssl, per_visit=size["sequential"], pause=True),
                 "entered": Shape(server.bases[:1], server.ssl, containers=size["entered"], concurrency=10),
