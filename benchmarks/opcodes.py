@@ -1,11 +1,12 @@
 """``python -m benchmarks.opcodes``: Python bytecodes per request, function by function, against handheld.
 
 Callgrind counts a run's instructions but cannot tell which Python function spent them: to the CPU
-every function is the interpreter's loop. ``sys.settrace`` with ``f_trace_opcodes`` counts each
-bytecode every Python function executes, and the count is the same run after run, however busy the
-machine (C code, aiohttp's parsers and the dict operations inside one bytecode, is not counted). The
-shapes are the callgrind ones (``benchmarks.callgrind.CASES``); each strategy runs once to warm up,
-then once counted, against the usual upstream (its own process, untraced).
+every function is the interpreter's loop. ``sys.monitoring``'s instruction events (Python 3.12+;
+before, ``sys.settrace`` with ``f_trace_opcodes``) count each bytecode every Python function executes,
+and the count is the same run after run, however busy the machine (C code, aiohttp's parsers and the
+dict operations inside one bytecode, is not counted). The shapes are the callgrind ones
+(``benchmarks.callgrind.CASES``); each strategy runs once to warm up, then once counted, against the
+usual upstream (its own process, untraced).
 
 python -m benchmarks.opcodes --case sites                  # HTTP; the 25 functions that differ most
 python -m benchmarks.opcodes --case entered --top 40 --json out.json
@@ -18,8 +19,9 @@ import asyncio
 import collections
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 from .callgrind import CASES, SITES, STRATEGY_NAMES, case_run
@@ -29,8 +31,7 @@ Function = tuple[str, str]  # (file, relative to site-packages or the checkout; 
 ROOT = str(Path(__file__).parent.parent) + "/"
 
 
-def where(frame: FrameType) -> Function:
-    code = frame.f_code
+def where(code: CodeType) -> Function:
     name = getattr(code, "co_qualname", code.co_name)  # co_qualname: 3.11+
     return code.co_filename.split("site-packages/")[-1].replace(ROOT, ""), name
 
@@ -40,11 +41,44 @@ def count(case: str, name: str, bases: list[str], scale: float) -> tuple[collect
     and the requests the run made."""
     run, requests = case_run(case, name, bases, None, scale)
     warm_up, _ = case_run(case, name, bases, None, scale)
+    loop = asyncio.new_event_loop()  # by hand: asyncio.Runner is 3.11+
+    try:
+        loop.run_until_complete(warm_up(Tally()))
+        counts = counted(lambda: loop.run_until_complete(run(Tally())))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    return counts, requests
+
+
+def counted(call: Callable[[], object]) -> collections.Counter[Function]:
+    """The bytecodes each Python function executes during *call()* in this thread."""
     counts: collections.Counter[Function] = collections.Counter()
+    if sys.version_info >= (3, 12):  # sys.settrace no longer sees the frames an event loop runs
+        monitoring = sys.monitoring
+        tool, instruction = monitoring.PROFILER_ID, monitoring.events.INSTRUCTION
+        names: dict[CodeType, Function] = {}
+
+        def on_instruction(code: CodeType, offset: int) -> None:
+            function = names.get(code)
+            if function is None:
+                function = names[code] = where(code)
+            counts[function] += 1
+
+        monitoring.use_tool_id(tool, "benchmarks.opcodes")
+        monitoring.register_callback(tool, instruction, on_instruction)
+        monitoring.set_events(tool, instruction)
+        try:
+            call()
+        finally:
+            monitoring.set_events(tool, 0)
+            monitoring.register_callback(tool, instruction, None)
+            monitoring.free_tool_id(tool)
+        return counts
 
     def trace(frame: FrameType, event: str, arg: Any) -> Any:
         frame.f_trace_opcodes = True
-        function = where(frame)  # once per call (and per resumption of a coroutine), not per bytecode
+        function = where(frame.f_code)  # once per call (and per resumption of a coroutine)
 
         def each(frame: FrameType, event: str, arg: Any) -> Any:
             if event == "opcode":
@@ -53,18 +87,12 @@ def count(case: str, name: str, bases: list[str], scale: float) -> tuple[collect
 
         return each
 
-    loop = asyncio.new_event_loop()  # by hand: asyncio.Runner is 3.11+
+    sys.settrace(trace)
     try:
-        loop.run_until_complete(warm_up(Tally()))
-        sys.settrace(trace)  # this thread only: the loop runs here
-        try:
-            loop.run_until_complete(run(Tally()))
-        finally:
-            sys.settrace(None)
+        call()
     finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-    return counts, requests
+        sys.settrace(None)
+    return counts
 
 
 def compare(case: str, scale: float = 1.0) -> dict[str, Any]:
