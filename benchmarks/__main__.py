@@ -6,6 +6,8 @@ python -m benchmarks --readme        # rewrite docs/performance.md's section fro
 python -m benchmarks.callgrind       # only the instruction counts (part of the full run)
 python -m benchmarks.opcodes         # Python bytecodes per request, function by function, against
                                      # handheld: where the instructions go (not part of the full run)
+python -m benchmarks.ceiling         # beside asynctools, the least any design of its kind could cost
+                                     # (a few minutes; not part of the full run)
 python -m benchmarks policies        # only issue 11's site policies (benchmarks/policies.py), a few
                                      # minutes; --quick: seconds; writes benchmarks/results/policies.json
 

@@ -184,6 +184,40 @@ def test_opcodes_are_counted_per_function(tmp_path):
     assert "unattached: the 25 functions that differ most from handheld" in result.stdout
 
 
+def test_the_ceilings_run_beside_asynctools(tmp_path):
+    out = tmp_path / "ceiling.json"
+    command = [
+        "-m",
+        "benchmarks.ceiling",
+        "--quick",
+        "--repetitions",
+        "1",
+        "--origins",
+        "10",
+        "--json",
+        str(out),
+    ]
+    result = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert {case: list(rows) for case, rows in figures.items()} == {
+        "sites": ["handheld", "per_site", "least", "containers"],
+        "entered": ["handheld", "least", "containers"],
+        "policies": ["none", "passthrough", "least", "asynctools"],
+    }
+    sites = figures["sites"]
+    assert sites["handheld"]["ratio"] == 1.0 and figures["policies"]["none"]["ratio"] == 1.0
+    # The least designs are of the same kind: a session per site, made once, like asynctools's.
+    assert sites["handheld"]["sessions"] == 1
+    assert (
+        sites["per_site"]["sessions"] == sites["least"]["sessions"] == sites["containers"]["sessions"] == 10
+    )
+    for rows in figures.values():
+        for row in rows.values():
+            assert row["requests"] > 0 and 1 < row["cpu_us_per_request"] < 100_000
+    assert "policies: throughput against none" in result.stdout
+
+
 # -- issue 11: site policies ------------------------------------------------------------------------------
 
 
