@@ -112,6 +112,16 @@ class _LeastSite:
         return await read(session, self.url, self.shape)
 
 
+async def _every_round(
+    s: Shape, tally: Tally, sessions: _Sessions, visit: Callable[[str], Awaitable[None]]
+) -> None:
+    """Every origin visited once per round by *s*'s workers; then the sessions counted and closed."""
+    for _ in range(s.rounds):
+        await workers(s.bases, s.concurrency, visit)
+    tally.sessions += len(sessions.by_origin)
+    await sessions.close()
+
+
 async def sites_per_site(s: Shape, tally: Tally) -> None:
     """A session per origin, made at its first visit, passed by hand."""
     sessions = _Sessions()
@@ -120,10 +130,7 @@ async def sites_per_site(s: Shape, tally: Tally) -> None:
         session, url = sessions.get(base).session, base + "/item"
         await calls(s, lambda: read(session, url, s))
 
-    for _ in range(s.rounds):
-        await workers(s.bases, s.concurrency, visit)
-    tally.sessions += len(sessions.by_origin)
-    await sessions.close()
+    await _every_round(s, tally, sessions, visit)
 
 
 async def sites_least(s: Shape, tally: Tally) -> None:
@@ -135,10 +142,7 @@ async def sites_least(s: Shape, tally: Tally) -> None:
         async with sites[base] as site:
             await calls(s, site.fetch)
 
-    for _ in range(s.rounds):
-        await workers(s.bases, s.concurrency, visit)
-    tally.sessions += len(sessions.by_origin)
-    await sessions.close()
+    await _every_round(s, tally, sessions, visit)
 
 
 async def entered_least(s: Shape, tally: Tally) -> None:
