@@ -12,17 +12,22 @@ figures):
   each visit and a decorator coroutine that hands it the session (the least a container per site adds).
 * ``entered``: a new container per call for one site, entered with ``async with``: ``least`` as above.
 * ``policies``: ``passthrough`` is a middleware that only calls the next handler (aiohttp's own cost);
-  ``least`` a middleware with a rate-limit log, an in-flight count and a retry check written inline.
+  ``least`` a middleware with a rate-limit log, an in-flight count and a retry check written inline
+  (``benchmarks.policies.LeastPolicy``); ``--callgrind N`` also counts their instructions per request
+  (``benchmarks.policies.callgrind``'s method, N and 2N calls per worker).
 
-python -m benchmarks.ceiling                   # all three, a few minutes
-python -m benchmarks.ceiling --case sites --origins 1000 --repetitions 9 --json out.json
+All over HTTP. What the least implementations leave out is what asynctools guarantees; the difference
+says what those guarantees and its layers cost together, not which of them costs what.
+
+python -m benchmarks.ceiling                   # all three at 100 origins, 9 repetitions: a few minutes
+python -m benchmarks.ceiling --case sites --origins 1000 --repetitions 7 --json out.json
+python -m benchmarks.ceiling --case entered --case policies --repetitions 15 --callgrind 100
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import functools
 import json
 import sys
@@ -32,14 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import ClientRequest, ClientResponse
-from aiohttp.client_middlewares import ClientHandlerType
 
-import asynctools
-
-from .endtoend import upstream
-from .policies import passthrough, variant_run
-from .shapes import ONE_SITE, SITES, Run, Shape, Site, alternate, calls, read, workers
+from .endtoend import Upstream, upstream
+from .policies import callgrind, variant_run
+from .shapes import ONE_SITE, SITES, Run, Shape, alternate, calls, read, workers
 from .strategies import Tally
 
 # -- the least a session per site and a container per visit can cost ----------------------------------
@@ -55,20 +56,26 @@ class _Ledger:
 
 
 class _Sessions:
-    """One session per origin, made when first asked for, on one shared connector; closed at the end."""
+    """One session per origin, made when first asked for, on one shared connector (asynctools's own
+    settings); closed on leaving ``async with``."""
 
     def __init__(self) -> None:
         self.connector = aiohttp.TCPConnector(limit=0, limit_per_host=100)
         self.by_origin: dict[str, _Ledger] = {}
+        self.created = 0
 
     def get(self, base: str) -> _Ledger:
         ledger = self.by_origin.get(base)
         if ledger is None or ledger.session.closed:
             session = aiohttp.ClientSession(connector=self.connector, connector_owner=False)
             ledger = self.by_origin[base] = _Ledger(session)
+            self.created += 1
         return ledger
 
-    async def close(self) -> None:
+    async def __aenter__(self) -> _Sessions:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
         for ledger in self.by_origin.values():
             await ledger.session.close()
         await self.connector.close()
@@ -112,103 +119,43 @@ class _LeastSite:
         return await read(session, self.url, self.shape)
 
 
-async def _every_round(
-    s: Shape, tally: Tally, sessions: _Sessions, visit: Callable[[str], Awaitable[None]]
-) -> None:
-    """Every origin visited once per round by *s*'s workers; then the sessions counted and closed."""
-    for _ in range(s.rounds):
-        await workers(s.bases, s.concurrency, visit)
-    tally.sessions += len(sessions.by_origin)
-    await sessions.close()
-
-
 async def sites_per_site(s: Shape, tally: Tally) -> None:
     """A session per origin, made at its first visit, passed by hand."""
-    sessions = _Sessions()
+    async with _Sessions() as sessions:
 
-    async def visit(base: str) -> None:
-        session, url = sessions.get(base).session, base + "/item"
-        await calls(s, lambda: read(session, url, s))
+        async def visit(base: str) -> None:
+            session, url = sessions.get(base).session, base + "/item"
+            await calls(s, lambda: read(session, url, s))
 
-    await _every_round(s, tally, sessions, visit)
+        for _ in range(s.rounds):
+            await workers(s.bases, s.concurrency, visit)
+        tally.sessions += sessions.created
 
 
 async def sites_least(s: Shape, tally: Tally) -> None:
     """A session per origin and a container per origin, entered for each visit."""
-    sessions = _Sessions()
-    sites = {base: _LeastSite(base, s, sessions) for base in s.bases}
+    async with _Sessions() as sessions:
+        sites = {base: _LeastSite(base, s, sessions) for base in s.bases}
 
-    async def visit(base: str) -> None:
-        async with sites[base] as site:
-            await calls(s, site.fetch)
+        async def visit(base: str) -> None:
+            async with sites[base] as site:
+                await calls(s, site.fetch)
 
-    await _every_round(s, tally, sessions, visit)
+        for _ in range(s.rounds):
+            await workers(s.bases, s.concurrency, visit)
+        tally.sessions += sessions.created
 
 
 async def entered_least(s: Shape, tally: Tally) -> None:
     """A new container for each call to one site, entered with ``async with``."""
-    sessions = _Sessions()
+    async with _Sessions() as sessions:
 
-    async def visit(_: int) -> None:
-        async with _LeastSite(s.bases[0], s, sessions) as site:
-            await calls(s, site.fetch)
+        async def visit(_: int) -> None:
+            async with _LeastSite(s.bases[0], s, sessions) as site:
+                await calls(s, site.fetch)
 
-    await workers(range(s.containers), s.concurrency, visit)
-    tally.sessions += len(sessions.by_origin)
-    await sessions.close()
-
-
-# -- the least a retry + rate-limit middleware can cost -----------------------------------------------
-
-
-class _LeastPolicy:
-    """A rate-limit log that never fills, an in-flight count and the retry check, nothing else."""
-
-    def __init__(self) -> None:
-        self.held, self.limit, self.in_flight = 0, 10**9, 0
-        self.finished: collections.deque[float] = collections.deque(maxlen=10**6)
-        self.statuses = frozenset({429, 502, 503, 504})
-        self.sites: dict[tuple[str, str], _LeastPolicy] = {}
-
-    async def send(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        if self.held + len(self.finished) >= self.limit:
-            raise RuntimeError("never: the limit is out of reach")
-        self.held += 1
-        self.in_flight += 1
-        try:
-            resp = await handler(req)
-        finally:
-            self.held -= 1
-            self.finished.append(time.monotonic())
-        if resp.connection is None:
-            self.in_flight -= 1
-        if resp.status in self.statuses:
-            raise RuntimeError(f"never: the upstream answers 200, not {resp.status}")
-        return resp
-
-
-def _least_middleware() -> Callable[[ClientRequest, ClientHandlerType], Awaitable[ClientResponse]]:
-    policy = _LeastPolicy()
-
-    def middleware(req: ClientRequest, handler: ClientHandlerType) -> Awaitable[ClientResponse]:
-        url = req.url
-        return policy.sites.get((url.scheme, url.raw_authority), policy).send(req, handler)
-
-    return middleware
-
-
-def _with_middleware(make: Callable[[], Any]) -> Run:
-    async def run(s: Shape, tally: Tally) -> None:
-        async with asynctools.SessionRegistry() as registry:
-            async with Site(s.bases[0], s, registry, middlewares=(make(),)) as api:
-
-                async def visit(_: int) -> None:
-                    await calls(s, api.fetch)
-
-                await workers(range(s.containers), s.concurrency, visit)
-            tally.sessions += registry.stats().created
-
-    return run
+        await workers(range(s.containers), s.concurrency, visit)
+        tally.sessions += sessions.created
 
 
 # -- running ------------------------------------------------------------------------------------------
@@ -235,8 +182,8 @@ def cases(origins: int, quick: bool) -> dict[str, tuple[dict[str, Run], str, Cal
         "policies": (
             {
                 "none": variant_run("none", None),
-                "passthrough": _with_middleware(lambda: passthrough),
-                "least": _with_middleware(_least_middleware),
+                "passthrough": variant_run("passthrough", None),
+                "least": variant_run("least", None),
                 "asynctools": variant_run("local", None),
             },
             "none",
@@ -248,31 +195,36 @@ def cases(origins: int, quick: bool) -> dict[str, tuple[dict[str, Run], str, Cal
 
 
 async def measure_case(
-    strategies: dict[str, Run], baseline: str, s: Shape, server: Any, repetitions: int
+    strategies: dict[str, Run], baseline: str, s: Shape, server: Upstream, repetitions: int
 ) -> dict[str, dict[str, float]]:
-    """Ratios to *baseline* (median and spread of the per-repetition ratios) and client CPU per request."""
-    if baseline != "handheld":  # alternate() takes its ratios against "handheld"
-        others = {name: run for name, run in strategies.items() if name != baseline}
-        strategies = {"handheld": strategies[baseline], **others}
-    rows = await alternate(strategies, s, server, repetitions, lambda _: None)
+    """Ratios to *baseline* (median and spread of the per-repetition ratios), client CPU per request,
+    sessions made and connections the upstream accepted (medians)."""
+    rows = await alternate(strategies, s, server, repetitions, lambda _: None, baseline=baseline)
     return {
-        (baseline if name == "handheld" else name): {
+        name: {
             "ratio": row["ratio"],
             "ratio_min": row["ratio_min"],
             "ratio_max": row["ratio_max"],
             "cpu_us_per_request": row["client_cpu_us_per_request"],
             "requests": s.requests,
             "sessions": row["sessions"],
+            "connections": row["connections"],
         }
         for name, row in rows.items()
     }
 
 
-def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
+def report(results: dict[str, Any], baselines: dict[str, str]) -> str:
     lines = []
     for case, rows in results.items():
-        baseline = next(iter(rows))
-        lines.append(f"{case}: throughput against {baseline}, median (min-max); client CPU per request")
+        if case == "callgrind":
+            lines.append(f"policies under callgrind ({rows['method']}): instructions per request")
+            for name, row in rows["variants"].items():
+                lines.append(f"  {name:12} {row['ir_per_request']:,.0f}  {row['vs_none']:.4f}x none")
+            continue
+        lines.append(
+            f"{case}: throughput against {baselines[case]}, median (min-max); client CPU per request"
+        )
         for name, row in rows.items():
             lines.append(
                 f"  {name:12} {row['ratio']:.3f}x ({row['ratio_min']:.3f}-{row['ratio_max']:.3f})"
@@ -289,17 +241,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=9)
     parser.add_argument("--quick", action="store_true", help="small shapes, to prove the harness works")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--callgrind", type=int, metavar="N", help="also count the policies' instructions (valgrind; N: 100)"
+    )
     args = parser.parse_args(argv)
     chosen = cases(args.origins, args.quick)
     names = args.case or list(chosen)
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, Any] = {}
     with upstream(None, ports=args.origins) as server:
         for name in names:
             strategies, baseline, shape = chosen[name]
             results[name] = asyncio.run(
                 measure_case(strategies, baseline, shape(server.bases), server, args.repetitions)
             )
-    print(report(results))
+    if args.callgrind:
+        variants = ["none", "passthrough", "least", "local"]
+        results["callgrind"] = callgrind(None, args.callgrind, lambda _: None, names=variants)
+    print(report(results, {name: chosen[name][1] for name in names}))
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

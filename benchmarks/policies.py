@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import shutil
@@ -92,7 +93,7 @@ def sizes(quick: bool) -> dict[str, Any]:
 
 def policy(variant: str, redis_url: str | None) -> SitePolicy | None:
     """The policy of *variant*; ``redis`` counts under a key of its own (an empty window each run)."""
-    if variant in ("handheld", "none", "passthrough"):
+    if variant in ("handheld", "none", "passthrough", "least"):
         return None
     shared = None
     if variant == "redis":
@@ -106,15 +107,66 @@ def passthrough(req: ClientRequest, handler: ClientHandlerType) -> Awaitable[Cli
     return handler(req)
 
 
+class LeastPolicy:
+    """The least a retry + rate-limit middleware can do per request, written inline for comparison
+    (``benchmarks.ceiling``): the site looked up by its URL's spelling, a rate-limit log (a limit far out
+    of reach), the requests in flight, the retry's status check; none of ``SiteState``'s other duties
+    (concurrency limit, total retry time, figures, waking waiters).
+    """
+
+    def __init__(self) -> None:
+        self.held, self.limit, self.in_flight = 0, NEVER, 0
+        self.finished: collections.deque[float] = collections.deque(maxlen=NEVER)
+        self.statuses = frozenset({429, 502, 503, 504})
+        self.sites: dict[tuple[str, str], LeastPolicy] = {}
+
+    def middleware(self, req: ClientRequest, handler: ClientHandlerType) -> Awaitable[ClientResponse]:
+        url = req.url
+        return self.sites.get((url.scheme, url.raw_authority), self).send(req, handler)
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+    async def send(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        if self.held + len(self.finished) >= self.limit:
+            raise RuntimeError(f"least: the limit of {NEVER:,}/s was reached")
+        self.held += 1
+        self.in_flight += 1
+        try:
+            try:
+                resp = await handler(req)
+            finally:
+                self.held -= 1
+                self.finished.append(time.monotonic())
+        except BaseException:
+            self.in_flight -= 1
+            raise
+        connection = resp.connection
+        if connection is None:
+            self.in_flight -= 1
+        else:
+            connection.add_callback(self.release)
+        if resp.status in self.statuses:
+            raise RuntimeError(f"least: the upstream answered {resp.status}, to be retried")
+        return resp
+
+
 def variant_run(variant: str, redis_url: str | None) -> Run:
-    """Run *s* through one container entered once, under *variant*'s policy: every worker's calls."""
+    """Run *s* through one container entered once, under *variant*'s policy: every worker's calls.
+
+    Besides ``VARIANTS``, ``"least"``: a ``LeastPolicy`` middleware instead of a policy.
+    """
     if variant == "handheld":
         return ONE_SITE["handheld"]
-    options = {"middlewares": (passthrough,)} if variant == "passthrough" else {}
 
     async def run(s: Shape, tally: Tally) -> None:
         base = s.bases[0]
         chosen = policy(variant, redis_url)
+        options: dict[str, Any] = {}
+        if variant == "passthrough":
+            options["middlewares"] = (passthrough,)
+        elif variant == "least":
+            options["middlewares"] = (LeastPolicy().middleware,)
         async with asynctools.SessionRegistry(policies={base: chosen} if chosen else None) as registry:
             async with Site(base, s, registry, **options) as api:
 
@@ -323,11 +375,19 @@ def callgrind_total(variant: str, base: str, redis_url: str | None, n: int, out:
     return total_ir(cg_out)
 
 
-def callgrind(redis_url: str | None, n: int, log: Callable[[str], None], jobs: int = 2) -> dict[str, Any]:
-    """Ir per request of each variant but handheld: (Ir(2n per worker) - Ir(n per worker)) / (10 n)."""
+def callgrind(
+    redis_url: str | None,
+    n: int,
+    log: Callable[[str], None],
+    jobs: int = 2,
+    names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Ir per request of each variant in *names* (default: all but handheld, redis if *redis_url*):
+    (Ir(2n per worker) - Ir(n per worker)) / (10 n). *names* must include ``"none"``."""
     from .endtoend import upstream
 
-    names = ["none", "passthrough", "local"] + (["redis"] if redis_url else [])
+    if names is None:
+        names = ["none", "passthrough", "local"] + (["redis"] if redis_url else [])
     with tempfile.TemporaryDirectory() as tmp, upstream(None) as server:
         todo = [(name, size) for name in names for size in (n, 2 * n)]
         with ThreadPoolExecutor(jobs) as pool:

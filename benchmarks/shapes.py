@@ -265,10 +265,11 @@ async def alternate(
     repetitions: int,
     advance: Callable[[str], None],
     warm_up: bool = True,
+    baseline: str = "handheld",
 ) -> dict[str, dict[str, Any]]:
-    """Every strategy *repetitions* times, the order rotating; medians, and ratios to handheld.
+    """Every strategy *repetitions* times, the order rotating; medians, and ratios to *baseline*.
 
-    A strategy's ratio is the median of its ratios to handheld within each repetition (drift between
+    A strategy's ratio is the median of its ratios to *baseline* within each repetition (drift between
     repetitions cancels); ``ratio_min``/``ratio_max`` give their spread.
     """
     names = list(strategies)
@@ -282,12 +283,12 @@ async def alternate(
             runs[name].append(await measure(strategies[name], s, server))
             advance(name)
     results: dict[str, dict[str, Any]] = {}
-    baseline = [run["requests_per_s"] for run in runs["handheld"]]
+    baselines = [run["requests_per_s"] for run in runs[baseline]]
     for name, samples in runs.items():
         row: dict[str, Any] = {
             field: statistics.median(run[field] for run in samples) for field in samples[0]
         }
-        ratios = [run["requests_per_s"] / b for run, b in zip(samples, baseline, strict=True)]
+        ratios = [run["requests_per_s"] / b for run, b in zip(samples, baselines, strict=True)]
         row.update(
             ratio=statistics.median(ratios),
             ratio_min=min(ratios),
