@@ -40,7 +40,7 @@ import aiohttp
 
 from .endtoend import Upstream, upstream
 from .policies import callgrind, variant_run
-from .shapes import ONE_SITE, SITES, Run, Shape, alternate, calls, read, workers
+from .shapes import ONE_SITE, SITES, Run, Shape, alternate, calls, every_round, read, workers
 from .strategies import Tally
 
 # -- the least a session per site and a container per visit can cost ----------------------------------
@@ -127,8 +127,7 @@ async def sites_per_site(s: Shape, tally: Tally) -> None:
             session, url = sessions.get(base).session, base + "/item"
             await calls(s, lambda: read(session, url, s))
 
-        for _ in range(s.rounds):
-            await workers(s.bases, s.concurrency, visit)
+        await every_round(s, visit)
         tally.sessions += sessions.created
 
 
@@ -141,8 +140,7 @@ async def sites_least(s: Shape, tally: Tally) -> None:
             async with sites[base] as site:
                 await calls(s, site.fetch)
 
-        for _ in range(s.rounds):
-            await workers(s.bases, s.concurrency, visit)
+        await every_round(s, visit)
         tally.sessions += sessions.created
 
 

@@ -84,6 +84,12 @@ async def workers(items: Iterable[T], concurrency: int, visit: Callable[[T], Awa
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+async def every_round(s: Shape, visit: Callable[[str], Awaitable[None]]) -> None:
+    """Every origin visited once per round, by *s.concurrency* workers, *s.rounds* times."""
+    for _ in range(s.rounds):
+        await workers(s.bases, s.concurrency, visit)
+
+
 async def calls(s: Shape, call: Callable[[], Awaitable[bytes]]) -> None:
     """One visit: *per_visit* calls in a row, with a loop turn between them if the shape says so."""
     for _ in range(s.per_visit):
@@ -107,8 +113,7 @@ async def sites_handheld(s: Shape, tally: Tally) -> None:
             url = base + "/item"
             await calls(s, lambda: read(session, url, s))
 
-        for _ in range(s.rounds):
-            await workers(s.bases, s.concurrency, visit)
+        await every_round(s, visit)
 
 
 async def sites_containers(s: Shape, tally: Tally) -> None:
@@ -120,8 +125,7 @@ async def sites_containers(s: Shape, tally: Tally) -> None:
             async with apis[base] as api:
                 await calls(s, api.fetch)
 
-        for _ in range(s.rounds):
-            await workers(s.bases, s.concurrency, visit)
+        await every_round(s, visit)
         tally.sessions += registry.stats().created
 
 
@@ -133,8 +137,7 @@ async def sites_unattached(s: Shape, tally: Tally) -> None:
         async def visit(base: str) -> None:
             await calls(s, apis[base].fetch)
 
-        for _ in range(s.rounds):
-            await workers(s.bases, s.concurrency, visit)
+        await every_round(s, visit)
         tally.sessions += registry.stats().created
 
 
@@ -151,8 +154,7 @@ async def sites_httpx(s: Shape, tally: Tally) -> None:
             url = base + "/item"
             await calls(s, lambda: get(url))
 
-        for _ in range(s.rounds):
-            await workers(s.bases, s.concurrency, visit)
+        await every_round(s, visit)
 
 
 SITES: dict[str, Run] = {
