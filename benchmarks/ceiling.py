@@ -10,7 +10,9 @@ figures):
 * ``sites``: ``per_site`` is one ``ClientSession`` per origin, made at its first visit on one shared
   connector (what a session per site costs by itself); ``least`` adds a container counted in and out at
   each visit and a decorator coroutine that hands it the session (the least a container per site adds).
-* ``entered``: a new container per call for one site, entered with ``async with``: ``least`` as above.
+* ``entered``: a new container per call for one site, entered with ``async with``: ``least`` as above;
+* ``sequential``: calls in a row from one container never entered, a loop turn between them: ``least``
+  counts each call in and out of the site's session;
 * ``policies``: ``passthrough`` is a middleware that only calls the next handler (aiohttp's own cost);
   ``least`` a middleware with a rate-limit log, an in-flight count and a retry check written inline
   (``benchmarks.policies.LeastPolicy``); ``--callgrind N`` also counts their instructions per request
@@ -144,6 +146,40 @@ async def sites_least(s: Shape, tally: Tally) -> None:
         tally.sessions += sessions.created
 
 
+def _least_call(
+    func: Callable[[Any, aiohttp.ClientSession], Awaitable[bytes]],
+) -> Callable[[Any], Coroutine[Any, Any, bytes]]:
+    """A decorator coroutine for a container never entered: each call counts itself in and out."""
+
+    @functools.wraps(func)
+    async def call(self: _LeastSite) -> bytes:
+        ledger = self.sessions.get(self.base)
+        ledger.users += 1
+        try:
+            return await func(self, ledger.session)
+        finally:
+            ledger.users -= 1
+            if not ledger.users:
+                ledger.since = time.monotonic()
+
+    return call
+
+
+class _LeastUnattachedSite(_LeastSite):
+    """A container whose calls take the site's session one at a time (no ``async with``)."""
+
+    @_least_call
+    async def fetch(self, session: aiohttp.ClientSession) -> bytes:
+        return await read(session, self.url, self.shape)
+
+
+async def sequential_least(s: Shape, tally: Tally) -> None:
+    """Calls in a row from a container never entered, the loop running between them."""
+    async with _Sessions() as sessions:
+        await calls(s, _LeastUnattachedSite(s.bases[0], s, sessions).fetch)
+        tally.sessions += sessions.created
+
+
 async def entered_least(s: Shape, tally: Tally) -> None:
     """A new container for each call to one site, entered with ``async with``."""
     async with _Sessions() as sessions:
@@ -176,6 +212,15 @@ def cases(origins: int, quick: bool) -> dict[str, tuple[dict[str, Run], str, Cal
             {"handheld": ONE_SITE["handheld"], "least": entered_least, "containers": ONE_SITE["containers"]},
             "handheld",
             lambda bases: Shape(bases[:1], None, containers=300 if quick else 10_000, concurrency=10),
+        ),
+        "sequential": (
+            {
+                "handheld": ONE_SITE["handheld"],
+                "least": sequential_least,
+                "unattached": ONE_SITE["unattached"],
+            },
+            "handheld",
+            lambda bases: Shape(bases[:1], None, per_visit=200 if quick else 2000, pause=True),
         ),
         "policies": (
             {
@@ -234,7 +279,7 @@ def report(results: dict[str, Any], baselines: dict[str, str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     summary = (__doc__ or "").split("\n\n")[0]
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ceiling", description=summary)
-    parser.add_argument("--case", choices=("sites", "entered", "policies"), action="append")
+    parser.add_argument("--case", choices=("sites", "entered", "sequential", "policies"), action="append")
     parser.add_argument("--origins", type=int, default=100, help="origins in the sites case (default 100)")
     parser.add_argument("--repetitions", type=int, default=9)
     parser.add_argument("--quick", action="store_true", help="small shapes, to prove the harness works")

@@ -204,6 +204,7 @@ def test_the_ceilings_run_beside_asynctools(tmp_path):
     assert {case: list(rows) for case, rows in figures.items()} == {
         "sites": ["handheld", "per_site", "least", "containers"],
         "entered": ["handheld", "least", "containers"],
+        "sequential": ["handheld", "least", "unattached"],
         "policies": ["none", "passthrough", "least", "asynctools"],
     }
     # The least designs do the same work: a session per site, made once, like asynctools's, over as
@@ -217,6 +218,7 @@ def test_the_ceilings_run_beside_asynctools(tmp_path):
     }
     assert {row["connections"] for row in sites.values()} == {10}
     assert {row["sessions"] for row in figures["entered"].values()} == {1}
+    assert {row["sessions"] for row in figures["sequential"].values()} == {1}
     assert {row["sessions"] for row in figures["policies"].values()} == {1}
     for rows in figures.values():
         for row in rows.values():
