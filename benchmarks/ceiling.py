@@ -86,19 +86,29 @@ class _Sessions:
 def _least_decorator(
     func: Callable[[Any, aiohttp.ClientSession], Awaitable[bytes]],
 ) -> Callable[[Any], Coroutine[Any, Any, bytes]]:
-    """A decorator coroutine that passes the container's session (attached by ``async with``)."""
+    """A decorator coroutine that passes the session attached by ``async with``, else counts the call
+    in and out of the site's session."""
 
     @functools.wraps(func)
     async def call(self: _LeastSite) -> bytes:
         ledger = self.ledger
-        assert ledger is not None
-        return await func(self, ledger.session)
+        if ledger is not None:
+            return await func(self, ledger.session)
+        ledger = self.sessions.get(self.base)
+        ledger.users += 1
+        try:
+            return await func(self, ledger.session)
+        finally:
+            ledger.users -= 1
+            if not ledger.users:
+                ledger.since = time.monotonic()
 
     return call
 
 
 class _LeastSite:
-    """A container counted in at ``async with`` and out after it, the idle time stamped at zero users."""
+    """A container counted in at ``async with`` and out after it (or each call, when not entered), the
+    idle time stamped at zero users."""
 
     def __init__(self, base: str, s: Shape, sessions: _Sessions) -> None:
         self.base, self.url, self.shape, self.sessions = base, base + "/item", s, sessions
@@ -146,37 +156,10 @@ async def sites_least(s: Shape, tally: Tally) -> None:
         tally.sessions += sessions.created
 
 
-def _least_call(
-    func: Callable[[Any, aiohttp.ClientSession], Awaitable[bytes]],
-) -> Callable[[Any], Coroutine[Any, Any, bytes]]:
-    """A decorator coroutine for a container never entered: each call counts itself in and out."""
-
-    @functools.wraps(func)
-    async def call(self: _LeastSite) -> bytes:
-        ledger = self.sessions.get(self.base)
-        ledger.users += 1
-        try:
-            return await func(self, ledger.session)
-        finally:
-            ledger.users -= 1
-            if not ledger.users:
-                ledger.since = time.monotonic()
-
-    return call
-
-
-class _LeastUnattachedSite(_LeastSite):
-    """A container whose calls take the site's session one at a time (no ``async with``)."""
-
-    @_least_call
-    async def fetch(self, session: aiohttp.ClientSession) -> bytes:
-        return await read(session, self.url, self.shape)
-
-
 async def sequential_least(s: Shape, tally: Tally) -> None:
     """Calls in a row from a container never entered, the loop running between them."""
     async with _Sessions() as sessions:
-        await calls(s, _LeastUnattachedSite(s.bases[0], s, sessions).fetch)
+        await calls(s, _LeastSite(s.bases[0], s, sessions).fetch)
         tally.sessions += sessions.created
 
 
@@ -279,7 +262,7 @@ def report(results: dict[str, Any], baselines: dict[str, str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     summary = (__doc__ or "").split("\n\n")[0]
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ceiling", description=summary)
-    parser.add_argument("--case", choices=("sites", "entered", "sequential", "policies"), action="append")
+    parser.add_argument("--case", choices=tuple(cases(0, quick=True)), action="append")
     parser.add_argument("--origins", type=int, default=100, help="origins in the sites case (default 100)")
     parser.add_argument("--repetitions", type=int, default=9)
     parser.add_argument("--quick", action="store_true", help="small shapes, to prove the harness works")
