@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.metadata
+import itertools
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -33,11 +35,45 @@ import pytest
 
 from . import SessionRegistry, default_registry
 
-_is_async_test: Callable[[pytest.Item], bool] | None
-try:
-    from pytest_asyncio import is_async_test as _is_async_test
-except ImportError:  # pragma: no cover - without pytest-asyncio there is no async test to guard
-    _is_async_test = None
+#: The oldest pytest-asyncio whose loops the guard can reach: from 1.1 each loop scope has a runner
+#: fixture and the ini option ``asyncio_default_test_loop_scope`` exists.
+_OLDEST_PYTEST_ASYNCIO = (1, 1)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"0.23.8"`` as ``(0, 23, 8)``; a pre-release's suffix (``"1.0.0a1"``) is dropped."""
+    numbers = []
+    for part in version.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers)
+
+
+def _pytest_asyncio_version() -> str | None:
+    try:
+        return importlib.metadata.version("pytest-asyncio")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+_is_async_test: Callable[[pytest.Item], bool] | None = None
+#: Why the guard is off though pytest-asyncio is there (shown in pytest's header), else ``None``.
+_UNSUPPORTED: str | None = None
+_found = _pytest_asyncio_version()
+if _found is not None and _release(_found) < _OLDEST_PYTEST_ASYNCIO:
+    # Older releases keep their loops elsewhere (an ``event_loop`` fixture, per-scope loop fixtures)
+    # and lack the ini option read below: the plugin stays out of their way rather than guess.
+    _UNSUPPORTED = (
+        f"asynctools: pytest-asyncio {_found} is older than 1.1, so asynctools' per-test cleanup "
+        f"of default_registry and its leak check are off (upgrade pytest-asyncio to turn them on)"
+    )
+elif _found is not None:
+    try:
+        from pytest_asyncio import is_async_test as _is_async_test
+    except ImportError:  # pragma: no cover - a release without it: treat as no pytest-asyncio
+        _is_async_test = None
 
 __all__ = ("asynctools_registry",)
 
@@ -55,8 +91,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(_MARKER, type="bool", default=False, help=_HELP)
 
 
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Say in pytest's header when the installed pytest-asyncio is too old for the guard."""
+    return _UNSUPPORTED
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Declare the ``asynctools_leak_check`` marker (so ``--strict-markers`` accepts it)."""
+    """Declare the ``asynctools_leak_check`` marker (so ``--strict-markers`` accepts it).
+
+    Raises ``pytest.UsageError`` when the leak check is asked for suite-wide (option or ini) and the
+    installed pytest-asyncio is too old for it: a check asked for must not silently pass.
+    """
+    if _UNSUPPORTED is not None and (config.getoption("asynctools_leak_check") or config.getini(_MARKER)):
+        raise pytest.UsageError(f"the leak check was asked for, but {_UNSUPPORTED}")
     config.addinivalue_line(
         "markers",
         f"{_MARKER}(enabled=True): {_HELP}; asynctools_leak_check(False) opts a test out",
@@ -203,12 +250,21 @@ def _asynctools_guard(request: pytest.FixtureRequest) -> Iterator[_Guard | None]
     Fails the test with ``pytest.fail`` listing the leaks when the leak check is on and finds any.
     """
     item = request.node
+    marked = item.get_closest_marker(_MARKER) is not None
+    if _UNSUPPORTED is not None and marked and _leak_check_enabled(item):
+        pytest.fail(f"{item.nodeid} asks for the leak check, but {_UNSUPPORTED}", pytrace=False)
     if _is_async_test is None or not isinstance(item, pytest.Function) or not _is_async_test(item):
         yield None
         return
     try:
         runner = request.getfixturevalue(f"_{_loop_scope(item)}_scoped_runner")
-    except pytest.FixtureLookupError:  # a pytest-asyncio that keeps its loops otherwise: do nothing
+    except pytest.FixtureLookupError:  # a pytest-asyncio that keeps its loops otherwise: stay out
+        if _leak_check_enabled(item):  # ... but a check asked for must not silently pass
+            pytest.fail(
+                f"{item.nodeid} asks for the asynctools leak check, which cannot reach this "
+                f"pytest-asyncio's event loop (no fixture _{_loop_scope(item)}_scoped_runner)",
+                pytrace=False,
+            )
         yield None
         return
     guard = _Guard(runner=runner, check=_leak_check_enabled(item))

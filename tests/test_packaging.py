@@ -53,7 +53,6 @@ def wheel_metadata(dist: Path) -> email.message.Message:
         return email.message_from_bytes(archive.read("aiohttp_asynctools-1.0.0.dist-info/METADATA"))
 
 
-@pytest.mark.slow  # builds (or installs) the package
 def _release(version: str) -> tuple[int, ...]:
     """``"5.0.0"`` and ``"5.0"`` and ``"5"`` as one release: (5,)."""
     parts = [int(part) for part in version.split(".")]
@@ -62,6 +61,7 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+@pytest.mark.slow  # builds (or installs) the package
 def test_the_metadata_comes_from_pyproject(dist):
     metadata = wheel_metadata(dist)
     assert metadata["Version"] == asynctools.__version__

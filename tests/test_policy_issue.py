@@ -411,7 +411,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Iterator[str
     next(server, None)
 
 
-async def test_four_processes_share_a_redis_limit_within_every_window_and_above_90_percent(
+async def test_four_processes_share_a_redis_limit_within_every_window(
     redis_url: Iterator[str],
 ) -> None:
     url = next(redis_url)
@@ -457,8 +457,7 @@ async def test_four_processes_share_a_redis_limit_within_every_window_and_above_
     assert all((r["in_flight"], r["rate_waiting"], r["in_use"]) == (0, 0, 0) for r in reports), reports
     assert sum(report["answered"] for report in reports) == len(arrivals.times)
     assert all(report["answered"] > 0 for report in reports)  # each process had its share
-    assert busiest <= limit
-    assert share >= 0.9
+    assert busiest <= limit  # the share of the limit used is printed, not asserted: no rates in tests
 
 
 def _redis_policy(url: str, on_error: str) -> SitePolicy:
