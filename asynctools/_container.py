@@ -16,6 +16,7 @@ from yarl import URL
 from ._keys import SessionKey, make_key, parse_url
 from ._lease import Lease
 from ._policy import SitePolicy
+from ._redact import redact, redact_repr
 from ._registry import SessionRegistry, default_registry
 from ._request import PooledRequest, ResponseContext
 
@@ -206,8 +207,8 @@ class AbstractSessionContainer:
         if base_url is not _INHERIT:  # None too: a subclass may have no site of its own
             if "base_url" in vars(cls):
                 raise TypeError(
-                    f"{cls.__name__} gives base_url twice, as a class keyword ({base_url!r}) and as a "
-                    f"class attribute ({vars(cls)['base_url']!r}); keep one"
+                    f"{cls.__name__} gives base_url twice, as a class keyword ({redact_repr(base_url)}) and "
+                    f"as a class attribute ({redact_repr(vars(cls)['base_url'])}); keep one"
                 )
             try:
                 cls.base_url = parse_url(base_url)
@@ -269,7 +270,7 @@ class AbstractSessionContainer:
     def __repr__(self) -> str:
         borrowed = self._asynctools_borrowed is not None
         state = "borrowed" if borrowed else "attached" if self.session else "detached"
-        return f"<{type(self).__name__} base_url={self.base_url!s} session {state}>"
+        return f"<{type(self).__name__} base_url={redact(str(self.base_url))} session {state}>"
 
     if TYPE_CHECKING:
 

@@ -14,6 +14,8 @@ from aiohttp import ClientSession
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
+from ._redact import redact, redact_repr
+
 __all__ = (
     "CookieIsolation",
     "Origin",
@@ -40,6 +42,10 @@ _SESSION_PARAMETERS: Final = frozenset(
 
 # What a host name may be made of (IDNA names arrive here already encoded to ASCII by yarl).
 _HOST_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
+
+# What yarl strips (TAB, CR, LF anywhere) or keeps, maps or encodes where no host may have it: control
+# characters anywhere, whitespace at either end or in the authority (between '//' and the path).
+_REFUSED_CHARACTER: Final = re.compile(r"[\x00-\x1f\x7f]|^\s|\s$|^[^/?#]*//[^/?#]*?\s")
 
 # Tags keep a frozen mapping, sequence or multidict from ever equalling a frozen value of another kind.
 _MAPPING: Final = "mapping"
@@ -121,6 +127,21 @@ def _by_identity(frozen: Any) -> bool:
     return type(frozen).__eq__ is object.__eq__  # type: ignore[comparison-overlap]
 
 
+def _refuse_characters(url: str, found: re.Match[str]) -> None:
+    """Raise the ``ValueError`` for a *url* with a character no URL to a host may have (*found*)."""
+    at = found.end() - 1
+    try:
+        parsed = URL(url)
+        would = f"read it as {redact_repr(str(parsed))}, host {parsed.raw_host!r}"
+    except (TypeError, ValueError) as exc:
+        would = f"refuse it ({redact(str(exc))})"
+    raise ValueError(
+        f"url {redact_repr(url)} has {url[at]!r} at position {at}, which no URL to a host may have "
+        f"(control characters anywhere, whitespace at either end or in the host); yarl would {would}. "
+        "Check the URL for stray characters"
+    )
+
+
 def _check_host(url: object, host: str) -> None:
     if _HOST_NAME.fullmatch(host):
         return
@@ -128,8 +149,8 @@ def _check_host(url: object, host: str) -> None:
         ipaddress.ip_address(host.partition("%")[0] if ":" in host else host)
     except ValueError:
         raise ValueError(
-            f"url {url!r} has host {host!r}, which is not a valid host name (letters, digits, '-', '.' "
-            "and '_') nor an IP address; check the URL for stray characters"
+            f"url {redact_repr(url)} has host {host!r}, which is not a valid host name (letters, digits, "
+            "'-', '.' and '_') nor an IP address; check the URL for stray characters"
         ) from None
 
 
@@ -143,19 +164,25 @@ def parse_url(url: object) -> URL | None:
         return None
     parsed: URL  # typed here: yarl 1.17's URL() is typed as returning Any
     if isinstance(url, str):
+        found = _REFUSED_CHARACTER.search(url)
+        if found is not None:
+            _refuse_characters(url, found)
         try:
             parsed = URL(url)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"url {url!r} is not a valid URL: {exc}") from None
+            raise ValueError(f"url {redact_repr(url)} is not a valid URL: {redact(str(exc))}") from None
     elif isinstance(url, URL):
         parsed = url
     else:
-        raise TypeError(f"url must be a str or a yarl.URL, not {type(url).__name__}: {url!r}")
+        raise TypeError(f"url must be a str or a yarl.URL, not {type(url).__name__}: {redact_repr(url)}")
     if not parsed.is_absolute() or not parsed.raw_host:
-        raise ValueError(f"url {url!r} has no host; pass an absolute URL such as 'https://api.example.com'")
+        raise ValueError(
+            f"url {redact_repr(url)} has no host; pass an absolute URL such as 'https://api.example.com'"
+        )
     if parsed.scheme not in POOLED_SCHEMES:
         raise ValueError(
-            f"url {url!r} has scheme {parsed.scheme!r}; asynctools pools http, https, ws and wss URLs only"
+            f"url {redact_repr(url)} has scheme {parsed.scheme!r}; "
+            "asynctools pools http, https, ws and wss URLs only"
         )
     _check_host(url, parsed.raw_host)
     return parsed

@@ -20,6 +20,7 @@ from ._lease import Entry, Lease, released_twice
 from ._metrics import SiteMetricsBook, metrics_trace_config
 from ._policy import SitePolicy
 from ._pool import LoopPool
+from ._redact import redact_repr
 from ._site_policies import PolicyBook
 from ._stats import RegistryStats
 
@@ -55,7 +56,8 @@ class SessionRegistry:
     to that origin obeys; see ``set_policy()``.
 
     Raises ``TypeError`` or ``ValueError`` for an *idle_timeout* that is not a finite number >= 0, a
-    *max_idle* that is not an int >= 0, or a bad or conflicting policy (see ``set_policy()``).
+    *max_idle* that is not an int >= 0, *policies* that are not a mapping (``TypeError``), or a bad or
+    conflicting policy (see ``set_policy()``).
 
         registry = SessionRegistry(idle_timeout=30)
 
@@ -81,6 +83,12 @@ class SessionRegistry:
             raise TypeError(f"max_idle must be an int, not {max_idle!r}")
         if max_idle < 0:
             raise ValueError(f"max_idle must be >= 0 (0 keeps no idle session), not {max_idle!r}")
+        if policies is not None and not isinstance(policies, Mapping):
+            raise TypeError(
+                f"policies must be a mapping of site URL -> SitePolicy, such as "
+                f"{{'https://api.example.com': SitePolicy(...)}}, or None; got a {type(policies).__name__}: "
+                f"{redact_repr(policies)}"
+            )
         book = PolicyBook()
         for url, policy in (policies or {}).items():
             book.state(url, policy)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ._keys import Origin, parse_origin
 from ._policy import SitePolicy
+from ._redact import redact_repr
 
 __all__ = ("PolicyBook",)
 
@@ -50,8 +51,8 @@ class PolicyBook:
                 return
             if current is not None:
                 raise ValueError(
-                    f"{url!r} already has the site policy {current!r}; one origin obeys one policy: "
-                    f"state {policy!r} for it in one place, or make the two equal"
+                    f"{redact_repr(url)} already has the site policy {current!r}; one origin obeys one "
+                    f"policy: state {policy!r} for it in one place, or make the two equal"
                 )
             self._policies[origin] = policy
             self.generation += 1

@@ -12,6 +12,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from .._redact import redact_repr
+
 __all__ = ("RateLimit", "RedisLimit", "Retry", "SitePolicy")
 
 DEFAULT_STATUSES = frozenset({429, 502, 503, 504})
@@ -119,11 +121,13 @@ class RedisLimit:
     def __post_init__(self) -> None:
         if not isinstance(self.url, str):
             raise TypeError(
-                f"RedisLimit(url=...) must be a str such as 'redis://localhost:6379/0', not {self.url!r}"
+                f"RedisLimit(url=...) must be a str such as 'redis://localhost:6379/0', not "
+                f"{redact_repr(self.url)}"
             )
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(
-                f"RedisLimit(url=...) must start with redis://, rediss:// or unix://, not {self.url!r}"
+                f"RedisLimit(url=...) must start with redis://, rediss:// or unix://, not "
+                f"{redact_repr(self.url)}"
             )
         if self.on_error not in ("fail", "local"):
             raise ValueError(
@@ -134,6 +138,13 @@ class RedisLimit:
         _number("RedisLimit", "recheck", self.recheck)
         if not isinstance(self.prefix, str) or not self.prefix:
             raise ValueError(f"RedisLimit(prefix=...) must be a non-empty str, not {self.prefix!r}")
+
+    def __repr__(self) -> str:  # the dataclass's own, with the password in url shown as ***
+        shown = ", ".join(
+            f"{f.name}={(redact_repr if f.name == 'url' else repr)(getattr(self, f.name))}"
+            for f in fields(self)
+        )
+        return f"{type(self).__qualname__}({shown})"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from aiohttp import ClientError
 
+from .._redact import redact, redact_repr
 from ._config import RateLimit
 
 __all__ = ("LocalLimiter", "RedisLimitError", "RedisLimiter", "make_limiter")
@@ -329,14 +330,15 @@ class RedisLimiter:
             self.figures.redis_errors += 1
             if self._config.on_error == "fail":
                 raise RedisLimitError(
-                    f"the rate limit for {self._origin} is shared through Redis at {self._config.url!r}, "
-                    f"which could not be reached ({exc!r}); start Redis or pass "
+                    f"the rate limit for {self._origin} is shared through Redis at "
+                    f"{redact_repr(self._config.url)}, which could not be reached ({redact(repr(exc))}); "
+                    "start Redis or pass "
                     "RedisLimit(..., on_error='local') to count in this process meanwhile"
                 ) from exc
             logger.warning(
-                "Redis at %r unreachable (%r): the rate limit for %s counts in this process for %s s",
-                self._config.url,
-                exc,
+                "Redis at %s unreachable (%s): the rate limit for %s counts in this process for %s s",
+                redact_repr(self._config.url),
+                redact(repr(exc)),
                 self._origin,
                 self._config.recheck,
             )
@@ -391,9 +393,9 @@ class RedisLimiter:
         if now - self._return_warned >= self._config.recheck:  # once a while, not once a request
             self._return_warned = now
             logger.warning(
-                "Redis at %r unreachable (%r): places in the rate limit for %s stay held for up to %s s",
-                self._config.url,
-                exc,
+                "Redis at %s unreachable (%s): places in the rate limit for %s stay held for up to %s s",
+                redact_repr(self._config.url),
+                redact(repr(exc)),
                 self._origin,
                 IN_FLIGHT_LEASE,
             )
