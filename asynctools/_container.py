@@ -66,6 +66,19 @@ def _plain_site(raw_url: str | URL | None) -> tuple[URL | None, SessionKey, URL 
     return _site(raw_url, {}, False)
 
 
+#: The attribute @attach_session sets on the functions it makes.
+ATTACHED_MARK = "_asynctools_attach_session"
+
+
+def not_an_instance_method(kind: str, qualname: str) -> str:
+    """The message for ``@attach_session`` and a *kind* (``classmethod``, ``staticmethod``) together."""
+    return (
+        f"{qualname}() is a {kind} decorated with @attach_session: sessions are attached to container "
+        f"instances, so @attach_session decorates instance methods only; make it an instance method "
+        f"(or, inside the {kind}, make a container and call its decorated method)"
+    )
+
+
 class _Attachment:
     """The session a container holds on one loop (``async with`` / ``start_session()``), and how deep."""
 
@@ -199,11 +212,17 @@ class AbstractSessionContainer:
         spelling: a class attribute ``base_url = "https://..."`` works too, but type checkers then
         read a ``str`` where instances hold a ``URL`` (``base_url = URL("https://...")`` is fine).
         Raises what ``__init__`` raises for a bad *base_url*, and ``TypeError`` for one given both as
-        a keyword and as a class attribute, or for a ``session_hook`` (removed in 1.0).
+        a keyword and as a class attribute, for a ``session_hook`` (removed in 1.0), or for an
+        ``@attach_session`` method wrapped in ``@classmethod`` or ``@staticmethod``.
         """
         super().__init_subclass__(**kwargs)
         if "session_hook" in vars(cls):
             raise _removed_hook("session_hook")
+        for value in vars(cls).values():
+            wrapped = isinstance(value, (classmethod, staticmethod))
+            if wrapped and getattr(value.__func__, ATTACHED_MARK, False):
+                # Called on the class, self.session would be the property object, handed over as a session.
+                raise TypeError(not_an_instance_method(type(value).__name__, value.__func__.__qualname__))
         if base_url is not _INHERIT:  # None too: a subclass may have no site of its own
             if "base_url" in vars(cls):
                 raise TypeError(

@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from aiohttp import ClientSession
 
-from ._container import not_initialised
+from ._container import ATTACHED_MARK, not_an_instance_method, not_initialised
 from ._lease import Lease
 
 __all__ = ("attach_named_session", "attach_session")
@@ -76,7 +76,9 @@ def attach_session(func: Callable[..., Any]) -> Callable[..., Any]:
     async generator) and released afterwards, also on error, cancellation, ``break`` or ``aclose()``.
 
     Raises ``TypeError`` at decoration time for anything but an ``async def`` function or async
-    generator function, and for one with no ``session`` parameter (nor ``**kwargs``).
+    generator function (a ``classmethod`` or ``staticmethod`` included: sessions are attached to
+    instances), and for one with no ``session`` parameter (nor ``**kwargs``); a container class that
+    wraps a decorated method in ``@classmethod`` or ``@staticmethod`` gets ``TypeError`` when defined.
 
         class Api(AbstractSessionContainer):
             @attach_session
@@ -90,12 +92,18 @@ def attach_session(func: Callable[..., Any]) -> Callable[..., Any]:
 def _decorate(func: Callable[..., Any], name: str) -> Callable[..., Any]:
     position = _session_position(func, name)
     if inspect.iscoroutinefunction(func):
-        return _wrap_coroutine(func, name, position)
-    return _wrap_async_generator(func, name, position)
+        wrapper: Callable[..., Any] = _wrap_coroutine(func, name, position)
+    else:
+        wrapper = _wrap_async_generator(func, name, position)
+    # Read by containers' __init_subclass__, which refuses a classmethod or staticmethod around it.
+    setattr(wrapper, ATTACHED_MARK, True)
+    return wrapper
 
 
 def _session_position(func: Callable[..., Any], name: str) -> int:
     """Index of the *name* parameter among the positionals after ``self`` (``_KEYWORD_ONLY`` if none)."""
+    if isinstance(func, (classmethod, staticmethod)):
+        raise TypeError(not_an_instance_method(type(func).__name__, func.__func__.__qualname__))
     if not (inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)):
         raise TypeError(
             f"@attach_session decorates async def methods and async generator methods, not {func!r}"

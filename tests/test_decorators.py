@@ -109,6 +109,26 @@ def test_a_method_without_the_parameter_is_refused_at_decoration():
         attach_session(positional_only)
 
 
+@pytest.mark.parametrize("kind", [classmethod, staticmethod])
+def test_a_classmethod_or_staticmethod_is_refused_in_either_order(kind: type) -> None:
+    async def fetch(cls, session=None):
+        return session
+
+    # @attach_session over @classmethod: refused at decoration, naming the kind and what to do.
+    message = rf"fetch\(\) is a {kind.__name__} decorated with @attach_session.*instance methods only"
+    with pytest.raises(TypeError, match=message):
+        attach_session(kind(fetch))  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=kind.__name__):
+        attach_named_session("http")(kind(fetch))  # type: ignore[arg-type]
+    # @classmethod over @attach_session: the class would hand the method its property object as a
+    # session (cls.session); refused when the container class is defined.
+    with pytest.raises(TypeError, match=rf"fetch\(\) is a {kind.__name__} decorated with @attach_session"):
+        type("Wrapped", (AbstractSessionContainer,), {"fetch": kind(attach_session(fetch))})
+    # Without the decorator, a classmethod on a container is the user's own business.
+    plain = type("Plain", (AbstractSessionContainer,), {"fetch": kind(fetch)})
+    assert isinstance(vars(plain)["fetch"], kind)
+
+
 @pytest.mark.parametrize(("name", "exc"), [(3, TypeError), ("not a name", ValueError), ("", ValueError)])
 def test_bad_session_names(name, exc):
     with pytest.raises(exc, match="attach_named_session"):
