@@ -54,7 +54,7 @@ def _release(version: str) -> tuple[int, ...]:
 def _pytest_asyncio_version() -> str | None:
     try:
         return importlib.metadata.version("pytest-asyncio")
-    except importlib.metadata.PackageNotFoundError:
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - no pytest-asyncio: no async test
         return None
 
 
@@ -62,7 +62,9 @@ _is_async_test: Callable[[pytest.Item], bool] | None = None
 #: Why the guard is off though pytest-asyncio is there (shown in pytest's header), else ``None``.
 _UNSUPPORTED: str | None = None
 _found = _pytest_asyncio_version()
-if _found is not None and _release(_found) < _OLDEST_PYTEST_ASYNCIO:
+# The branches for an older pytest-asyncio run in tests/test_pytest_plugin_versions.py's venvs, out of
+# this process (and its coverage): hence their pragmas.
+if _found is not None and _release(_found) < _OLDEST_PYTEST_ASYNCIO:  # pragma: no cover
     # Older releases keep their loops elsewhere (an ``event_loop`` fixture, per-scope loop fixtures)
     # and lack the ini option read below: the plugin stays out of their way rather than guess.
     _UNSUPPORTED = (
@@ -103,7 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
     installed pytest-asyncio is too old for it: a check asked for must not silently pass.
     """
     if _UNSUPPORTED is not None and (config.getoption("asynctools_leak_check") or config.getini(_MARKER)):
-        raise pytest.UsageError(f"the leak check was asked for, but {_UNSUPPORTED}")
+        raise pytest.UsageError(f"the leak check was asked for, but {_UNSUPPORTED}")  # pragma: no cover
     config.addinivalue_line(
         "markers",
         f"{_MARKER}(enabled=True): {_HELP}; asynctools_leak_check(False) opts a test out",
@@ -252,14 +254,16 @@ def _asynctools_guard(request: pytest.FixtureRequest) -> Iterator[_Guard | None]
     item = request.node
     marked = item.get_closest_marker(_MARKER) is not None
     if _UNSUPPORTED is not None and marked and _leak_check_enabled(item):
-        pytest.fail(f"{item.nodeid} asks for the leak check, but {_UNSUPPORTED}", pytrace=False)
+        pytest.fail(
+            f"{item.nodeid} asks for the leak check, but {_UNSUPPORTED}", pytrace=False
+        )  # pragma: no cover
     if _is_async_test is None or not isinstance(item, pytest.Function) or not _is_async_test(item):
         yield None
         return
     try:
         runner = request.getfixturevalue(f"_{_loop_scope(item)}_scoped_runner")
     except pytest.FixtureLookupError:  # a pytest-asyncio that keeps its loops otherwise: stay out
-        if _leak_check_enabled(item):  # ... but a check asked for must not silently pass
+        if _leak_check_enabled(item):  # pragma: no cover - a check asked for must not silently pass
             pytest.fail(
                 f"{item.nodeid} asks for the asynctools leak check, which cannot reach this "
                 f"pytest-asyncio's event loop (no fixture _{_loop_scope(item)}_scoped_runner)",

@@ -167,4 +167,5 @@ def test_the_versions_here_are_the_ones_the_plugin_draws_the_line_at() -> None:
     assert all(_release(v) < _OLDEST_PYTEST_ASYNCIO for v in UNSUPPORTED)
     assert all(_release(v) >= _OLDEST_PYTEST_ASYNCIO for v in SUPPORTED)
     assert _release("1.0.0a1") == (1, 0, 0) and _release("0.23.8") == (0, 23, 8)
+    assert _release("1.2.dev3") == (1, 2)
     assert sys.version_info >= (3, 10)
