@@ -252,11 +252,9 @@ def _asynctools_guard(request: pytest.FixtureRequest) -> Iterator[_Guard | None]
     Fails the test with ``pytest.fail`` listing the leaks when the leak check is on and finds any.
     """
     item = request.node
-    marked = item.get_closest_marker(_MARKER) is not None
-    if _UNSUPPORTED is not None and marked and _leak_check_enabled(item):
-        pytest.fail(
-            f"{item.nodeid} asks for the leak check, but {_UNSUPPORTED}", pytrace=False
-        )  # pragma: no cover
+    # Asked for by option or ini, pytest_configure has already stopped the run: only a marker is left.
+    if _UNSUPPORTED is not None and _leak_check_enabled(item):  # pragma: no cover
+        pytest.fail(f"{item.nodeid} asks for the leak check, but {_UNSUPPORTED}", pytrace=False)
     if _is_async_test is None or not isinstance(item, pytest.Function) or not _is_async_test(item):
         yield None
         return
