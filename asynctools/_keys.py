@@ -295,7 +295,7 @@ class SessionKey(tuple[Any, ...]):
         return f"<SessionKey {self.origin_text()} {sorted(self.session_kwargs)}>"
 
     def origin_text(self) -> str | None:
-        """The origin as ``scheme://host:port``, or ``None`` for the key without a URL."""
+        """The origin as ``origin_text`` spells it, or ``None`` for the key without a URL."""
         return None if self.origin is None else origin_text(self.origin)
 
 

@@ -34,7 +34,7 @@ from aiohttp import (
 from aiohttp.connector import Connection
 from yarl import URL
 
-from ._keys import Origin
+from ._keys import Origin, origin_text
 
 __all__ = (
     "LATENCY_BOUNDS",
@@ -90,7 +90,8 @@ class MetricsObserver(Protocol):
 class SiteMetricsSnapshot:
     """The counters of one origin at one moment, as ``SiteMetrics.snapshot()`` returns them.
 
-    ``origin``: ``scheme://host:port``. ``requests``: requests started; ``in_flight``: started and not yet
+    ``origin``: ``scheme://host[:port]`` (the port shown unless it is the scheme's default, as in
+    ``SessionStats.origin``). ``requests``: requests started; ``in_flight``: started and not yet
     ended (an end is the response headers or an exception). ``responses``: responses by status class
     (``"1xx"`` .. ``"5xx"``, ``"other"``), redirect hops included. ``errors``: requests ended by an exception,
     by the exception's type name (cancellations apart, in ``cancelled``). ``connections_opened`` /
@@ -199,9 +200,8 @@ class SiteMetrics:
         return f"<SiteMetrics {self.origin_text()} requests={self.requests} in_flight={self.in_flight}>"
 
     def origin_text(self) -> str:
-        """The origin as ``scheme://host:port``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        """The origin as ``scheme://host[:port]``, spelt as sessions and site policies spell it."""
+        return origin_text(self.origin)
 
     def count_acquisition(self) -> None:
         """Count one session handed out by the registry for this origin."""

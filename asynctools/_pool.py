@@ -352,6 +352,16 @@ class LoopPool:
 
     # -- inspection --------------------------------------------------------------------------------
 
+    def session_counts(self) -> dict[Origin, tuple[int, int]]:
+        """How many sessions are open, and how many of those idle, per origin (sessions without one apart)."""
+        counts: dict[Origin, tuple[int, int]] = {}
+        for session, entry in self._entries.items():
+            origin = entry.key.origin
+            if origin is not None and not session.closed:
+                open_, idle = counts.get(origin, (0, 0))
+                counts[origin] = (open_ + 1, idle + (entry.users == 0))
+        return counts
+
     def stats(self) -> RegistryStats:
         for idle in (self._idle, self._idle_isolated):
             if idle is not None:

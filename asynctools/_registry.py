@@ -326,14 +326,9 @@ class SessionRegistry:
         )
         if self.metrics is None:
             return stats
-        per_site: dict[str, list[int]] = {}
-        for session in stats.sessions:
-            if session.origin is not None and not session.closed:
-                counts = per_site.setdefault(session.origin, [0, 0])
-                counts[0] += 1
-                counts[1] += session.idle
+        per_site = {} if pool is None else pool.session_counts()
         for site in self.metrics.sites():
-            open_, idle = per_site.get(site.origin_text(), (0, 0))
+            open_, idle = per_site.get(site.origin, (0, 0))
             site.set_sessions(open=open_, idle=idle)
         return dataclasses.replace(stats, metrics=self.metrics.snapshot())
 

@@ -382,7 +382,7 @@ def test_book_normalises_origins_and_bounds_sites() -> None:
     assert book.lookup(URL("http://example.com:80/y")) is a
     assert book.lookup(URL("HTTP://EXAMPLE.com/")) is a
     b = book.lookup(URL("https://example.com/"))
-    assert b is not None and b is not a and b.origin_text() == "https://example.com:443"
+    assert b is not None and b is not a and b.origin_text() == "https://example.com"
     assert book.lookup(URL("http://third.example/")) is None
     assert book.untracked == 1
     assert book.lookup(URL("http://example.com:8080/")) is None  # another port is another site

@@ -45,3 +45,17 @@ async def test_no_metrics_by_default(upstream):
     assert await Echo(upstream.url(), registry=registry).status() == 200
     assert registry.stats().metrics == ()
     await registry.close()
+
+
+async def test_a_default_port_site_is_one_site_in_sessions_and_metrics() -> None:
+    # Loopback servers always have a port of their own, so the default-port spelling needs its own test:
+    # acquiring a session makes no connection, and the site's figures exist from the acquisition on.
+    registry = SessionRegistry(metrics=True)
+    first, other = "https://api.example.com/v1", "HTTPS://API.Example.com:443/other"  # one site
+    async with registry.session(first), registry.session(other):
+        stats = registry.stats()
+    (session,) = stats.sessions
+    (site,) = stats.metrics
+    assert session.origin == site.origin == "https://api.example.com"
+    assert (site.sessions_open, site.sessions_idle, site.acquisitions) == (1, 0, 2)
+    await registry.close()
