@@ -114,7 +114,6 @@ class ObservedConnector(TCPConnector):
     def __init__(self, tracker: ConnectionTracker, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.tracker = tracker
-        tracker.force_close = self.force_close
 
     async def connect(self, req: ClientRequest, traces: list[Trace], timeout: ClientTimeout) -> Connection:
         """Get a connection from the pool or open one (``TCPConnector.connect``), and report it."""

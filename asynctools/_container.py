@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import sys
-import threading
 from collections.abc import Awaitable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -23,7 +21,6 @@ from ._request import PooledRequest, ResponseContext
 __all__ = ("AbstractSessionContainer", "not_initialised")
 
 _get_running_loop = asyncio._get_running_loop  # the C accessor: None instead of an exception
-_get_ident = threading.get_ident
 
 
 def not_initialised(obj: object, what: str) -> TypeError:
@@ -82,12 +79,11 @@ def not_an_instance_method(kind: str, qualname: str) -> str:
 class _Attachment:
     """The session a container holds on one loop (``async with`` / ``start_session()``), and how deep."""
 
-    __slots__ = ("depth", "lease", "loop", "thread")
+    __slots__ = ("depth", "lease", "loop")
 
     def __init__(self, lease: Lease, loop: asyncio.AbstractEventLoop) -> None:
         self.lease = lease
         self.loop = loop
-        self.thread = _get_ident()
         self.depth = 1
 
 
@@ -110,28 +106,15 @@ def _attached_session(container: AbstractSessionContainer) -> ClientSession | No
     return container._asynctools_borrowed
 
 
-# The hot path of every decorated call asks whether its container's latest attachment is on the running
-# loop. Up to 3.11 asking asyncio for the running loop costs ~170 ns; there, "that loop runs, in this
-# thread" says the same (one loop runs per thread at a time) for a fifth of it.
-if sys.version_info >= (3, 12):
-
-    def _session(container: AbstractSessionContainer) -> ClientSession | None:
-        latest = container._asynctools_latest
-        if latest is None:
-            return container._asynctools_borrowed
-        if latest.loop is _get_running_loop():
-            return latest.lease.entry.session
-        return _attached_session(container)
-
-else:
-
-    def _session(container: AbstractSessionContainer) -> ClientSession | None:
-        latest = container._asynctools_latest
-        if latest is None:
-            return container._asynctools_borrowed
-        if latest.thread == _get_ident() and latest.loop.is_running():
-            return latest.lease.entry.session
-        return _attached_session(container)
+def _session(container: AbstractSessionContainer) -> ClientSession | None:
+    """The session of a decorated call: the latest attachment's when it is on the running loop (the hot
+    path), else ``_attached_session``'s answer."""
+    latest = container._asynctools_latest
+    if latest is None:
+        return container._asynctools_borrowed
+    if latest.loop is _get_running_loop():
+        return latest.lease.entry.session
+    return _attached_session(container)
 
 
 _C = TypeVar("_C", bound="AbstractSessionContainer")

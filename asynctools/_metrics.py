@@ -64,12 +64,6 @@ LATENCY_BOUNDS: Final[tuple[float, ...]] = tuple(
 _STATUS_CLASSES: Final = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
 
 
-def _bucket(seconds: float) -> int:
-    """The index of the latency bucket *seconds* falls in (``_BUCKETS`` for the overflow bucket)."""
-    # Bisecting the bounds (C code, ~7 comparisons) costs a third of computing a logarithm and rounding it.
-    return bisect_left(LATENCY_BOUNDS, seconds)
-
-
 class MetricsObserver(Protocol):
     """What ``SiteMetricsBook.add_observer`` takes: told of each finished request and each closed
     connection (to feed OpenTelemetry).
@@ -217,11 +211,6 @@ class SiteMetrics:
         self.sessions_open = open
         self.sessions_idle = idle
 
-    def record_latency(self, seconds: float) -> None:
-        """Add one request duration (seconds) to the histogram."""
-        self._latency[_bucket(seconds)] += 1
-        self.latency_sum += seconds
-
     def latency_quantile(self, q: float) -> float | None:
         """The upper bound (seconds) of the bucket holding quantile *q* of the durations, ``None`` if none.
 
@@ -368,6 +357,8 @@ def _finish(
     site.in_flight -= 1
     if status is not None:
         site.responses[status // 100 if 100 <= status <= 599 else 0] += 1
+        # The bucket whose inclusive upper bound is the first >= elapsed: bisecting the bounds (C code, ~7
+        # comparisons) costs a third of computing a logarithm and rounding it.
         site._latency[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
         site.latency_sum += elapsed
     if site._observers:
@@ -518,8 +509,6 @@ class _Tracked:
         if site is not None:
             site.connections_active -= 1
             site.connections_idle += 1
-        if not self.tracker.watches_close:
-            self.tracker.released_without_close_signal(self)
 
     def lost(self, closed: asyncio.Future[Any]) -> None:
         if not closed.cancelled():
@@ -533,10 +522,8 @@ class ConnectionTracker:
     aiohttp's tracing signals a connection opened or reused, never released or closed, so the connector
     reports to the tracker instead: ``acquired()`` for every connection it hands out, ``close_all()`` when
     it closes. A protocol not seen before is a new connection; ``Connection.add_callback`` says when the
-    request lets go of it; the protocol's ``closed`` future (public in later aiohttp 3.12 releases and
-    since) says when it is gone, whoever hung up. Without that future (aiohttp 3.12.0) a connection
-    counts as closed when it is released in a state aiohttp closes (``should_close``), when the connector
-    opens another (those no longer connected are swept then) or when the connector closes.
+    request lets go of it; the protocol's ``closed`` future (aiohttp >= 3.12.4) says when it is gone,
+    whoever hung up.
 
     Only the loop that runs the connector calls it. *lookup* is the site lookup of
     ``metrics_trace_config``: called once per new connection, with the URL of the request that opened it.
@@ -546,9 +533,6 @@ class ConnectionTracker:
         self._lookup = lookup
         # Protocol -> what we know of it; untracked sites too (site None), so that each is looked up once.
         self._open: dict[Any, _Tracked] = {}
-        self.watches_close = True  # whether protocols have aiohttp's closed future; False after one lacks it
-        self.force_close = False  # set by a connector made with force_close=True: it closes on every release
-        self._opened_since_sweep = 0
 
     def __repr__(self) -> str:
         return f"<ConnectionTracker open={len(self._open)}>"
@@ -574,34 +558,13 @@ class ConnectionTracker:
         tracked = self._open[protocol] = _Tracked(self, protocol, site)
         if site is not None:
             site.connections_active += 1
-        # Not in aiohttp 3.12.0, public since (made lazily): set when connection_lost() runs, whoever hung up.
-        closed = getattr(protocol, "closed", None)
-        if isinstance(closed, asyncio.Future):
-            closed.add_done_callback(tracked.lost)
-        elif hasattr(type(protocol), "closed"):  # None: lost already, before we could ask
+        # Set when connection_lost() runs, whoever hung up (made lazily by later releases: None once lost).
+        closed = protocol.closed
+        if closed is None:
             self.closed(tracked)
         else:
-            self.watches_close = False
-            # A sweep reads every open connection: at most one per len(open) / 8 new ones, so that its
-            # cost per new connection stays constant with thousands of warm ones.
-            self._opened_since_sweep += 1
-            if self._opened_since_sweep * 8 >= len(self._open):
-                self._opened_since_sweep = 0
-                self._sweep()
+            closed.add_done_callback(tracked.lost)
         return tracked
-
-    def _sweep(self) -> None:
-        # Without a close signal: idle connections no longer connected were dropped by the server, or
-        # by aiohttp's keep-alive expiry.
-        for tracked in [t for t in self._open.values() if not t.active]:
-            if not tracked.protocol.is_connected():
-                self.closed(tracked)
-
-    def released_without_close_signal(self, tracked: _Tracked) -> None:
-        """*tracked* was released on an aiohttp without the closed future: count it closed if it will be."""
-        protocol = tracked.protocol
-        if self.force_close or protocol.should_close or not protocol.is_connected():
-            self.closed(tracked)
 
     def closed(self, tracked: _Tracked) -> None:
         """*tracked* is gone: count it closed, with how long it was open. Does nothing the second time."""

@@ -140,9 +140,7 @@ class SessionRegistry:
 
             registry.set_policy("https://api.github.com", SitePolicy(rate=RateLimit(5000, per=3600)))
         """
-        generation = self._policies.generation
-        self._policies.state(url, policy)
-        if self._policies.generation == generation:
+        if not self._policies.state(url, policy):
             return  # the same policy again
         with self._lock:
             pools = list(self._pools.values())

@@ -14,17 +14,17 @@ __all__ = ("PolicyBook",)
 
 
 class PolicyBook:
-    """The policies stated for a registry's origins; ``generation`` counts the changes.
+    """The policies stated for a registry's origins.
 
     A session is built with the policy middleware only while some policy exists, so a registry without
     any costs exactly what it did. Sessions built before a change are replaced at their next checkout
-    (the pool compares generations), so a policy applies to every request made after it was stated.
+    (the registry tells each loop's pool of a change), so a policy applies to every request made after
+    it was stated.
     """
 
     def __init__(self) -> None:
         self._policies: dict[Origin | None, SitePolicy] = {}  # None is never a key (see get)
         self._lock = threading.Lock()
-        self.generation = 0
         #: The policy of an origin (as ``parse_origin`` gives it), or ``None``: the dict's own ``get``
         #: (a method would be a Python call more). ``None`` is never a key, so an origin of ``None`` has
         #: no policy.
@@ -33,8 +33,8 @@ class PolicyBook:
     def __bool__(self) -> bool:
         return bool(self._policies)
 
-    def state(self, url: Any, policy: object) -> None:
-        """Make *policy* the one of *url*'s origin.
+    def state(self, url: Any, policy: object) -> bool:
+        """Make *policy* the one of *url*'s origin; ``False`` when it already was (nothing changed).
 
         Raises ``TypeError`` for a *policy* that is not a ``SitePolicy``, what ``parse_origin`` raises for
         a bad *url*, and ``ValueError`` when the origin already has another policy; equal policies are
@@ -48,11 +48,11 @@ class PolicyBook:
         with self._lock:
             current = self._policies.get(origin)
             if current == policy:
-                return
+                return False
             if current is not None:
                 raise ValueError(
                     f"{redact_repr(url)} already has the site policy {current!r}; one origin obeys one "
                     f"policy: state {policy!r} for it in one place, or make the two equal"
                 )
             self._policies[origin] = policy
-            self.generation += 1
+            return True

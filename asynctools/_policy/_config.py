@@ -212,21 +212,3 @@ class SitePolicy:
                 f"not {self.rate!r}"
             )
         _count("SitePolicy", "concurrency", self.concurrency, minimum=1, none=True)
-
-    # By value, as the dataclass would, but asking first whether it is the very same policy: the
-    # registry compares a site's policy with the one its state was made for (`!=`) on every request,
-    # and they are the same object. __ne__ of its own too: object's would look __eq__ up and call it,
-    # three times the cost. (Defined here, the dataclass keeps them and still makes __hash__.)
-
-    def __eq__(self, other: object) -> bool:
-        if self is other:
-            return True
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(self))
-
-    def __ne__(self, other: object) -> bool:
-        if self is other:
-            return False
-        equal = self.__eq__(other)
-        return equal if equal is NotImplemented else not equal
