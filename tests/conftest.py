@@ -32,6 +32,23 @@ settings.register_profile("asynctools", deadline=None, suppress_health_check=[He
 settings.load_profile("asynctools")
 
 
+#: Whether the guard scans every object for open sessions after each test (set in pytest_configure). The
+#: quick loop (``-m "not slow"``) asks only the registries, which know their own sessions: a session a
+#: test made by hand and dropped open is still an error there ("Unclosed client session" is a
+#: ResourceWarning), once it is collected. The README's run, which CI runs, scans.
+FULL_SCAN = True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global FULL_SCAN
+    FULL_SCAN = "not slow" not in str(config.option.markexpr)
+
+
+def registries_with_open_sessions() -> list[asynctools.SessionRegistry]:
+    """The registries of the process holding open sessions on the running loop."""
+    return [r for r in list(asynctools._registry._registries) if r.stats().open]
+
+
 def leaks(
     loop: asyncio.AbstractEventLoop,
     tasks_before: set[asyncio.Task[Any]],
@@ -58,7 +75,10 @@ def leaks(
         for t in threading.enumerate()
         if t not in threads_before and t not in pool_threads and t.is_alive()
     ]
-    problems += _describe_open_sessions()  # collects garbage first
+    if FULL_SCAN:
+        problems += _describe_open_sessions()  # collects garbage first
+    else:
+        problems += [f"{r!r} left open: {r.stats().sessions}" for r in registries_with_open_sessions()]
     return problems
 
 
@@ -78,8 +98,11 @@ async def no_leaks() -> AsyncIterator[list[dict[str, Any]]]:
     await asynctools.default_registry.close()
     await asyncio.sleep(0)  # let done-callbacks of closed sessions run
     problems = leaks(loop, tasks_before, threads_before, reports)
-    for session in _open_sessions():  # close leaked sessions, so that one leak fails one test only
+    # Close what leaked, so that one leak fails one test only.
+    for session in _open_sessions() if FULL_SCAN else ():
         await session.close()
+    for leaky in registries_with_open_sessions():
+        await leaky.close()
     loop.set_exception_handler(None)
     assert not problems, "\n".join(problems)
 
@@ -109,7 +132,9 @@ def format_number(value: float) -> str:
 
 def make_upstream_app(upstream_ref: list[Upstream]) -> web.Application:
     @web.middleware
-    async def record(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    async def record(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         upstream = upstream_ref[0]
         upstream.requests += 1
         peer = request.transport.get_extra_info("peername") if request.transport else None
