@@ -17,10 +17,12 @@ from benchmarks.shapes import ONE_SITE, SITES
 from benchmarks.strategies import STRATEGIES
 
 ROOT = Path(__file__).parent.parent
+# A benchmark run: its process and its output directory.
+Run = tuple[subprocess.CompletedProcess[str], Path]
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     output = tmp_path_factory.mktemp("bench")
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)],
@@ -33,7 +35,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
 
 
 @pytest.mark.slow  # runs `python -m benchmarks --quick`
-def test_quick_run_writes_json_chart_and_tables(quick_run):
+def test_quick_run_writes_json_chart_and_tables(quick_run: Run) -> None:
     result, output = quick_run
     assert result.returncode == 0, result.stderr
     results = json.loads((output / "latest.json").read_text())
@@ -58,7 +60,7 @@ def test_quick_run_writes_json_chart_and_tables(quick_run):
 
 
 @pytest.mark.slow  # runs `python -m benchmarks --quick`
-def test_quick_run_measures_issue_10_shapes(quick_run):
+def test_quick_run_measures_issue_10_shapes(quick_run: Run) -> None:
     result, output = quick_run
     assert result.returncode == 0, result.stderr
     results = json.loads((output / "latest.json").read_text())
@@ -96,7 +98,7 @@ def test_quick_run_measures_issue_10_shapes(quick_run):
 
 
 @pytest.mark.slow  # runs `python -m benchmarks --quick`
-def test_the_readme_section_is_regenerated_from_the_json(quick_run, tmp_path):
+def test_the_readme_section_is_regenerated_from_the_json(quick_run: Run, tmp_path: Path) -> None:
     _, output = quick_run
     results = json.loads((output / "latest.json").read_text())
     readme = tmp_path / "performance.md"
@@ -112,7 +114,7 @@ def test_the_readme_section_is_regenerated_from_the_json(quick_run, tmp_path):
         update_readme(readme, results)
 
 
-def test_the_committed_performance_page_has_the_markers_and_its_charts():
+def test_the_committed_performance_page_has_the_markers_and_its_charts() -> None:
     text = (ROOT / "docs" / "performance.md").read_text()
     assert START in text and END in text
     assert POLICIES_START in text and POLICIES_END in text
@@ -121,7 +123,7 @@ def test_the_committed_performance_page_has_the_markers_and_its_charts():
             assert (ROOT / "benchmarks" / "results" / chart).is_file(), chart
 
 
-def test_callgrind_totals_are_read_from_the_output_file(tmp_path):
+def test_callgrind_totals_are_read_from_the_output_file(tmp_path: Path) -> None:
     out = tmp_path / "callgrind.out"
     out.write_text("version: 1\nevents: Ir\nfn=(1) main\n0 5\nsummary: 123456\ntotals: 123456\n")
     assert total_ir(out) == 123456
@@ -132,7 +134,7 @@ def test_callgrind_totals_are_read_from_the_output_file(tmp_path):
 
 @pytest.mark.slow  # three valgrind processes, about half a minute
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
-def test_callgrind_counts_instructions_per_request(tmp_path):
+def test_callgrind_counts_instructions_per_request(tmp_path: Path) -> None:
     latest = tmp_path / "latest.json"
     latest.write_text("{}")
     result = subprocess.run(
@@ -154,7 +156,7 @@ def test_callgrind_counts_instructions_per_request(tmp_path):
         assert 10_000 < row["ir_per_request"] < 100_000_000 and row["sessions"] >= 1
 
 
-def test_opcodes_are_counted_per_function(tmp_path):
+def test_opcodes_are_counted_per_function(tmp_path: Path) -> None:
     out = tmp_path / "opcodes.json"
     result = subprocess.run(
         [
@@ -184,7 +186,7 @@ def test_opcodes_are_counted_per_function(tmp_path):
     assert "unattached: the 25 functions that differ most from handheld" in result.stdout
 
 
-def test_the_ceilings_run_beside_asynctools(tmp_path):
+def test_the_ceilings_run_beside_asynctools(tmp_path: Path) -> None:
     out = tmp_path / "ceiling.json"
     command = [
         "-m",
@@ -233,7 +235,7 @@ def test_the_ceilings_run_beside_asynctools(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def policies_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+def policies_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     output = tmp_path_factory.mktemp("policies")
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "policies", "--quick", "--output", str(output)],
@@ -246,7 +248,7 @@ def policies_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.C
 
 
 @pytest.mark.slow  # runs `python -m benchmarks policies --quick`
-def test_policies_quick_run_reports_sane_figures(policies_run):
+def test_policies_quick_run_reports_sane_figures(policies_run: Run) -> None:
     result, output = policies_run
     assert result.returncode == 0, result.stderr
     assert not (output / "latest.json").exists()  # only the policies' workload ran
@@ -288,7 +290,7 @@ def test_policies_quick_run_reports_sane_figures(policies_run):
 
 
 @pytest.mark.slow  # runs `python -m benchmarks policies --quick`
-def test_the_policies_section_is_regenerated_from_the_json(policies_run, tmp_path):
+def test_the_policies_section_is_regenerated_from_the_json(policies_run: Run, tmp_path: Path) -> None:
     _, output = policies_run
     results = json.loads((output / "policies.json").read_text())
     page = tmp_path / "performance.md"
@@ -304,7 +306,7 @@ def test_the_policies_section_is_regenerated_from_the_json(policies_run, tmp_pat
         update_policies(page, results)
 
 
-def test_most_arrivals_in_any_window():
+def test_most_arrivals_in_any_window() -> None:
     assert most_in_window([], 1.0) == 0
     assert most_in_window([0.0, 0.5, 0.99, 1.0, 1.5], 1.0) == 3  # [0, 1) holds 3; 1.0 starts a new one
     assert most_in_window([3.0, 0.0, 2.1, 2.0, 2.5], 1.0) == 3  # unsorted: 2.0, 2.1, 2.5

@@ -6,6 +6,7 @@ import asyncio
 
 import aiohttp
 import pytest
+from conftest import Upstream
 from yarl import URL
 
 from asynctools import AbstractSessionContainer, SessionRegistry
@@ -19,14 +20,14 @@ class Other(AbstractSessionContainer):
     pass
 
 
-def test_construction_needs_no_loop_and_creates_nothing():
+def test_construction_needs_no_loop_and_creates_nothing() -> None:
     api = Api("http://a.example", raise_for_status=True)
     assert api.session is None
     assert api.base_url == URL("http://a.example")
     assert "detached" in repr(api)
 
 
-async def test_async_with_attaches_and_releases(registry, upstream):
+async def test_async_with_attaches_and_releases(registry: SessionRegistry, upstream: Upstream) -> None:
     api = Api(upstream.url(), registry=registry)
     assert api.registry is registry
     async with api as entered:
@@ -40,7 +41,7 @@ async def test_async_with_attaches_and_releases(registry, upstream):
     assert not session.closed  # idle, warm for the next user
 
 
-async def test_nested_async_with_holds_one_acquisition(registry):
+async def test_nested_async_with_holds_one_acquisition(registry: SessionRegistry) -> None:
     api = Api(registry=registry)
     async with api:
         session = api.session
@@ -52,9 +53,11 @@ async def test_nested_async_with_holds_one_acquisition(registry):
     assert registry.stats().in_use == 0
 
 
-async def test_base_url_class_attribute_and_relative_urls(registry, upstream):
+async def test_base_url_class_attribute_and_relative_urls(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     class Versioned(AbstractSessionContainer):
-        base_url = upstream.url("/echo/v3")
+        base_url = upstream.url("/echo/v3")  # type: ignore[assignment]  # the class attribute spelling
 
     api = Versioned(registry=registry)
     async with api.get("users", params={"q": "1"}) as resp:
@@ -68,7 +71,9 @@ async def test_base_url_class_attribute_and_relative_urls(registry, upstream):
         assert (await resp.json())["path"] == "/echo/x"
 
 
-async def test_base_url_class_keyword_is_checked_at_class_creation_and_inherited(registry, upstream):
+async def test_base_url_class_keyword_is_checked_at_class_creation_and_inherited(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     class Versioned(AbstractSessionContainer, base_url=upstream.url("/echo/v3")):
         pass
 
@@ -93,16 +98,18 @@ async def test_base_url_class_keyword_is_checked_at_class_creation_and_inherited
         (42, TypeError, "42"),
     ],
 )
-def test_a_bad_base_url_class_keyword_is_refused_before_the_class_exists(value, exc, words):
+def test_a_bad_base_url_class_keyword_is_refused_before_the_class_exists(
+    value: object, exc: type[Exception], words: str
+) -> None:
     with pytest.raises(exc, match=words):
 
-        class Bad(AbstractSessionContainer, base_url=value):
+        class Bad(AbstractSessionContainer, base_url=value):  # type: ignore[arg-type]
             pass
 
     assert "Bad" not in locals()
 
 
-def test_base_url_none_as_class_keyword_clears_the_inherited_one():
+def test_base_url_none_as_class_keyword_clears_the_inherited_one() -> None:
     class Site(AbstractSessionContainer, base_url="https://a.example"):
         pass
 
@@ -113,14 +120,14 @@ def test_base_url_none_as_class_keyword_clears_the_inherited_one():
     assert Anywhere.base_url is None and Anywhere().base_url is None
 
 
-def test_base_url_given_as_keyword_and_attribute_is_refused():
+def test_base_url_given_as_keyword_and_attribute_is_refused() -> None:
     with pytest.raises(TypeError, match=r"Twice gives base_url twice.*'https://b.example'.*keep one"):
 
         class Twice(AbstractSessionContainer, base_url="https://a.example"):
-            base_url = "https://b.example"
+            base_url = "https://b.example"  # type: ignore[assignment]
 
 
-async def test_start_and_close_session_as_plain_calls(registry):
+async def test_start_and_close_session_as_plain_calls(registry: SessionRegistry) -> None:
     api = Api(registry=registry)
     api.start_session()
     session = api.session
@@ -130,7 +137,7 @@ async def test_start_and_close_session_as_plain_calls(registry):
     api.close_session()  # nothing attached: nothing to do
 
 
-async def test_start_and_close_session_awaited_like_0_1_3():
+async def test_start_and_close_session_awaited_like_0_1_3() -> None:
     registry = SessionRegistry(idle_timeout=0)
     api = Api(registry=registry)
     await api.start_session()
@@ -141,7 +148,7 @@ async def test_start_and_close_session_awaited_like_0_1_3():
     await registry.close()
 
 
-async def test_a_close_session_never_awaited_still_releases_and_closes():
+async def test_a_close_session_never_awaited_still_releases_and_closes() -> None:
     registry = SessionRegistry(idle_timeout=0)
     api = Api(registry=registry)
     api.start_session()
@@ -153,12 +160,14 @@ async def test_a_close_session_never_awaited_still_releases_and_closes():
     assert session.closed
 
 
-def test_start_session_without_a_loop():
+def test_start_session_without_a_loop() -> None:
     with pytest.raises(RuntimeError, match="start_session\\(\\) needs a running event loop"):
         Api().start_session()
 
 
-async def test_a_borrowed_session_is_used_and_never_closed_or_released(registry, upstream):
+async def test_a_borrowed_session_is_used_and_never_closed_or_released(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     async with aiohttp.ClientSession() as mine:
         api = Api(upstream.url(), registry=registry, session=mine)
         assert api.session is mine and "borrowed" in repr(api)
@@ -172,7 +181,7 @@ async def test_a_borrowed_session_is_used_and_never_closed_or_released(registry,
         assert registry.stats().created == 0
 
 
-async def test_helpers_send_each_method(registry, upstream):
+async def test_helpers_send_each_method(registry: SessionRegistry, upstream: Upstream) -> None:
     api = Api(upstream.url(), registry=registry)
     for name in ("get", "post", "put", "patch", "delete", "options"):
         async with getattr(api, name)("/echo") as resp:
@@ -185,7 +194,7 @@ async def test_helpers_send_each_method(registry, upstream):
     assert registry.stats().created == 1
 
 
-async def test_unattached_helpers_hold_the_session_until_the_response_is_released(upstream):
+async def test_unattached_helpers_hold_the_session_until_the_response_is_released(upstream: Upstream) -> None:
     registry = SessionRegistry(idle_timeout=0)
     api = Api(upstream.url(), registry=registry)
     # The server holds the body back after its first line, so it cannot all be in already (a body
@@ -208,7 +217,9 @@ async def test_unattached_helpers_hold_the_session_until_the_response_is_release
     await registry.close()
 
 
-async def test_unattached_helper_releases_when_the_request_fails(registry, upstream):
+async def test_unattached_helper_releases_when_the_request_fails(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     api = Api(upstream.url(), registry=registry, raise_for_status=True)
     with pytest.raises(aiohttp.ClientResponseError):
         await api.get("/status/503")
@@ -219,7 +230,9 @@ async def test_unattached_helper_releases_when_the_request_fails(registry, upstr
     assert registry.stats().in_use == 0
 
 
-async def test_attached_helpers_use_the_attached_session(registry, upstream):
+async def test_attached_helpers_use_the_attached_session(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     api = Api(upstream.url(), registry=registry)
     async with api:
         for _ in range(3):
@@ -229,7 +242,9 @@ async def test_attached_helpers_use_the_attached_session(registry, upstream):
     assert len(upstream.peers) == 1
 
 
-async def test_containers_of_any_class_share_one_session_and_one_pool(registry, upstream):
+async def test_containers_of_any_class_share_one_session_and_one_pool(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     api, other = Api(upstream.url("/a"), registry=registry), Other(upstream.url("/b"), registry=registry)
     async with api, other:
         assert api.session is other.session
@@ -243,7 +258,7 @@ async def test_containers_of_any_class_share_one_session_and_one_pool(registry, 
         assert different.session is not api.session
 
 
-async def test_seed_style_init_with_session_kwargs(registry, upstream):
+async def test_seed_style_init_with_session_kwargs(registry: SessionRegistry, upstream: Upstream) -> None:
     class MathRequests(AbstractSessionContainer):
         def __init__(self) -> None:
             super().__init__(raise_for_status=True, registry=registry)
@@ -266,12 +281,14 @@ async def test_seed_style_init_with_session_kwargs(registry, upstream):
         ((), {"raise_for_stats": True}, TypeError, "'raise_for_stats'"),
     ],
 )
-def test_bad_input_is_refused_at_construction(args, kwargs, exc, words):
+def test_bad_input_is_refused_at_construction(
+    args: tuple[object, ...], kwargs: dict[str, object], exc: type[Exception], words: str
+) -> None:
     with pytest.raises(exc, match=words):
-        Api(*args, **kwargs)
+        Api(*args, **kwargs)  # type: ignore[arg-type]
 
 
-async def test_entering_concurrently_from_many_tasks(registry):
+async def test_entering_concurrently_from_many_tasks(registry: SessionRegistry) -> None:
     api = Api(registry=registry)
 
     async def use() -> None:

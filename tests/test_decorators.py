@@ -6,9 +6,11 @@ import asyncio
 import gc
 import types
 from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import aiohttp
 import pytest
+from conftest import Upstream
 
 from asynctools import AbstractSessionContainer, SessionRegistry, attach_named_session, attach_session
 
@@ -20,7 +22,9 @@ class Api(AbstractSessionContainer):
         return session
 
     @attach_session
-    async def positional(self, a: int, session: aiohttp.ClientSession | None = None, b: int = 0) -> tuple:
+    async def positional(
+        self, a: int, session: aiohttp.ClientSession | None = None, b: int = 0
+    ) -> tuple[int, aiohttp.ClientSession | None, int]:
         return (a, session, b)
 
     @attach_session
@@ -71,7 +75,7 @@ def in_use(registry: SessionRegistry) -> int:
     return registry.stats().in_use
 
 
-async def test_types_and_metadata_are_kept(registry):
+async def test_types_and_metadata_are_kept(registry: SessionRegistry) -> None:
     api = Api(registry=registry)
     call = api.which()
     assert isinstance(call, types.CoroutineType)
@@ -84,21 +88,23 @@ async def test_types_and_metadata_are_kept(registry):
     assert Api.which.__wrapped__.__qualname__ == "Api.which"  # type: ignore[attr-defined]
 
 
-def test_plain_functions_are_refused_at_decoration():
-    def plain(self, session=None):
+def test_plain_functions_are_refused_at_decoration() -> None:
+    def plain(self: object, session: aiohttp.ClientSession | None = None) -> aiohttp.ClientSession | None:
         return session
 
     with pytest.raises(TypeError, match="async def methods and async generator methods"):
-        attach_session(plain)  # type: ignore[type-var]
+        attach_session(plain)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="async def methods"):
-        attach_named_session("http")(plain)  # type: ignore[type-var]
+        attach_named_session("http")(plain)  # type: ignore[arg-type]
 
 
-def test_a_method_without_the_parameter_is_refused_at_decoration():
-    async def no_session(self):
+def test_a_method_without_the_parameter_is_refused_at_decoration() -> None:
+    async def no_session(self: object) -> None:
         return None
 
-    async def positional_only(self, session=None, /):
+    async def positional_only(
+        self: object, session: aiohttp.ClientSession | None = None, /
+    ) -> aiohttp.ClientSession | None:
         return session
 
     with pytest.raises(TypeError, match=r"no_session\(\) has no parameter 'session'.*add 'session=None'"):
@@ -110,14 +116,18 @@ def test_a_method_without_the_parameter_is_refused_at_decoration():
 
 
 @pytest.mark.parametrize("kind", [classmethod, staticmethod])
-def test_a_classmethod_or_staticmethod_is_refused_in_either_order(kind: type) -> None:
-    async def fetch(cls, session=None):
+def test_a_classmethod_or_staticmethod_is_refused_in_either_order(
+    kind: type[classmethod[Any, Any, Any] | staticmethod[Any, Any]],
+) -> None:
+    async def fetch(
+        cls: object, session: aiohttp.ClientSession | None = None
+    ) -> aiohttp.ClientSession | None:
         return session
 
     # @attach_session over @classmethod: refused at decoration, naming the kind and what to do.
     message = rf"fetch\(\) is a {kind.__name__} decorated with @attach_session.*instance methods only"
     with pytest.raises(TypeError, match=message):
-        attach_session(kind(fetch))  # type: ignore[call-overload]
+        attach_session(kind(fetch))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=kind.__name__):
         attach_named_session("http")(kind(fetch))  # type: ignore[arg-type]
     # @classmethod over @attach_session: the class would hand the method its property object as a
@@ -130,12 +140,12 @@ def test_a_classmethod_or_staticmethod_is_refused_in_either_order(kind: type) ->
 
 
 @pytest.mark.parametrize(("name", "exc"), [(3, TypeError), ("not a name", ValueError), ("", ValueError)])
-def test_bad_session_names(name, exc):
+def test_bad_session_names(name: str | int, exc: type[Exception]) -> None:
     with pytest.raises(exc, match="attach_named_session"):
-        attach_named_session(name)
+        attach_named_session(name)  # type: ignore[arg-type]
 
 
-async def test_a_callers_session_wins(registry):
+async def test_a_callers_session_wins(registry: SessionRegistry) -> None:
     api = Api(registry=registry)
     async with aiohttp.ClientSession() as mine:
         assert await api.which(session=mine) is mine
@@ -150,7 +160,9 @@ async def test_a_callers_session_wins(registry):
     assert registry.stats().acquired == 1  # only the async with
 
 
-async def test_a_callers_session_wins_for_generators_too(registry, upstream):
+async def test_a_callers_session_wins_for_generators_too(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     api = Api(registry=registry)
     async with aiohttp.ClientSession() as mine:
         assert [line async for line in api.lines(upstream.url("/stream?n=2"), session=mine)] == [
@@ -160,7 +172,7 @@ async def test_a_callers_session_wins_for_generators_too(registry, upstream):
     assert registry.stats().acquired == 0
 
 
-async def test_the_attached_session_comes_next(registry):
+async def test_the_attached_session_comes_next(registry: SessionRegistry) -> None:
     api = Api(registry=registry)
     async with api:
         attached = api.session
@@ -174,7 +186,7 @@ async def test_the_attached_session_comes_next(registry):
     assert registry.stats().acquired == 1
 
 
-async def test_unattached_calls_acquire_for_the_call_only(registry):
+async def test_unattached_calls_acquire_for_the_call_only(registry: SessionRegistry) -> None:
     api = Api(registry=registry)
     seen = await api.which()
     assert isinstance(seen, aiohttp.ClientSession)
@@ -184,7 +196,7 @@ async def test_unattached_calls_acquire_for_the_call_only(registry):
     assert registry.stats().acquired == 3 and registry.stats().created == 1
 
 
-async def test_an_unattached_call_returns_after_a_close_it_caused():
+async def test_an_unattached_call_returns_after_a_close_it_caused() -> None:
     registry = SessionRegistry(idle_timeout=0)  # every release to zero users closes the session
     api = Api(registry=registry)
     seen = await api.which()
@@ -194,14 +206,14 @@ async def test_an_unattached_call_returns_after_a_close_it_caused():
     await registry.close()
 
 
-async def test_released_on_exception(registry):
+async def test_released_on_exception(registry: SessionRegistry) -> None:
     api = Api(registry=registry)
     with pytest.raises(LookupError, match="boom"):
         await api.fails()
     assert in_use(registry) == 0
 
 
-async def test_released_on_cancellation(registry):
+async def test_released_on_cancellation(registry: SessionRegistry) -> None:
     api = Api(registry=registry)
     started = asyncio.Event()
     task = asyncio.ensure_future(api.blocks(started))
@@ -213,7 +225,9 @@ async def test_released_on_cancellation(registry):
     assert in_use(registry) == 0
 
 
-async def test_an_async_generator_holds_the_session_for_its_iteration(registry, upstream):
+async def test_an_async_generator_holds_the_session_for_its_iteration(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     api = Api(registry=registry)
     gen = api.lines(upstream.url("/stream?n=3"))
     assert in_use(registry) == 0  # nothing acquired before the first step
@@ -223,7 +237,7 @@ async def test_an_async_generator_holds_the_session_for_its_iteration(registry, 
     assert in_use(registry) == 0
 
 
-async def test_released_on_break(registry, upstream):
+async def test_released_on_break(registry: SessionRegistry, upstream: Upstream) -> None:
     api = Api(registry=registry)
     async for line in api.lines(upstream.url("/stream?n=50")):
         assert line == "line 0"
@@ -236,16 +250,18 @@ async def test_released_on_break(registry, upstream):
     assert in_use(registry) == 0
 
 
-async def test_released_on_aclose_and_inner_generator_closed(registry, upstream):
+async def test_released_on_aclose_and_inner_generator_closed(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     api = Api(registry=registry)
     gen = api.lines(upstream.url("/stream?n=50"))
     assert await gen.__anext__() == "line 0"
     await gen.aclose()
     assert in_use(registry) == 0
-    assert gen.ag_frame is None
+    assert cast("types.AsyncGeneratorType[str, None]", gen).ag_frame is None
 
 
-async def test_asend_and_athrow_reach_the_inner_generator(registry):
+async def test_asend_and_athrow_reach_the_inner_generator(registry: SessionRegistry) -> None:
     api = Api(registry=registry)
     gen = api.echo_back()
     assert await gen.asend(None) == "start"
@@ -261,7 +277,7 @@ async def test_asend_and_athrow_reach_the_inner_generator(registry):
     assert in_use(registry) == 0
 
 
-async def test_an_empty_generator_releases_at_once(registry):
+async def test_an_empty_generator_releases_at_once(registry: SessionRegistry) -> None:
     class Empty(AbstractSessionContainer):
         @attach_session
         async def nothing(self, session: aiohttp.ClientSession | None = None) -> AsyncGenerator[int, None]:
@@ -272,7 +288,7 @@ async def test_an_empty_generator_releases_at_once(registry):
     assert in_use(registry) == 0
 
 
-async def test_cancelled_while_the_generator_awaits(registry, upstream):
+async def test_cancelled_while_the_generator_awaits(registry: SessionRegistry, upstream: Upstream) -> None:
     api = Api(registry=registry)
     upstream.release.clear()
 
@@ -288,7 +304,7 @@ async def test_cancelled_while_the_generator_awaits(registry, upstream):
     assert in_use(registry) == 0
 
 
-async def test_a_class_that_is_not_an_initialised_container(registry):
+async def test_a_class_that_is_not_an_initialised_container(registry: SessionRegistry) -> None:
     class NotAContainer:
         @attach_session
         async def call(self, session: aiohttp.ClientSession | None = None) -> None:
@@ -312,11 +328,11 @@ async def test_a_class_that_is_not_an_initialised_container(registry):
         await Forgot().call()
     with pytest.raises(TypeError, match="not an initialised"):
         await NotAContainer().gen().__anext__()
-    async with aiohttp.ClientSession() as mine:
-        assert await NotAContainer().call(session=mine) is None  # a given session needs no container
+    async with aiohttp.ClientSession() as mine:  # a given session needs no container
+        assert await NotAContainer().call(session=mine) is None  # type: ignore[func-returns-value]
 
 
-async def test_a_thousand_concurrent_unattached_calls(registry):
+async def test_a_thousand_concurrent_unattached_calls(registry: SessionRegistry) -> None:
     api = Api(registry=registry)
     sessions = await asyncio.gather(*(api.which() for _ in range(1000)))
     assert len({id(s) for s in sessions}) == 1

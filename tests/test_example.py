@@ -12,15 +12,21 @@ import sys
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 
 import asynctools
 from example.maths import MATHS_POLICY
 from example.server import make_app
 from example.upstream import FlakySchedule
+
+if TYPE_CHECKING:
+    from pytest_aiohttp import AiohttpClient
+
+    Maths = TestClient[web.Request, web.Application]  # what the maths fixture gives
 
 ROOT = Path(__file__).parent.parent
 SEED_JSON = {
@@ -30,22 +36,22 @@ SEED_JSON = {
 
 
 @pytest.fixture
-async def maths(aiohttp_client):
+async def maths(aiohttp_client: AiohttpClient) -> Maths:
     return await aiohttp_client(make_app())
 
 
-async def test_the_seed_readmes_curl(maths):
+async def test_the_seed_readmes_curl(maths: Maths) -> None:
     resp = await maths.get("/squares?values=1,2,3,4,5,6,7,8,9,10")
     assert resp.status == 200
     assert await resp.json() == SEED_JSON
 
 
-async def test_negative_and_decimal_values(maths):
+async def test_negative_and_decimal_values(maths: Maths) -> None:
     resp = await maths.get("/squares", params={"values": "-3, 0.5,1e3"})
     assert await resp.json() == {"values": ["-3", "0.5", "1e3"], "results": ["9", "0.25", "1000000"]}
 
 
-async def test_one_session_serves_every_request(maths):
+async def test_one_session_serves_every_request(maths: Maths) -> None:
     for _ in range(5):
         assert (await maths.get("/squares?values=1,2,3,4,5,6,7,8,9,10")).status == 200
     stats = await (await maths.get("/stats")).json()
@@ -69,14 +75,14 @@ async def test_one_session_serves_every_request(maths):
         ("?values=" + ",".join(["1"] * 1001), "1001 values given, at most 1000"),
     ],
 )
-async def test_bad_input_gets_a_400_naming_the_problem(maths, query, words):
+async def test_bad_input_gets_a_400_naming_the_problem(maths: Maths, query: str, words: str) -> None:
     resp = await maths.get("/squares" + query)
     assert resp.status == 400
     assert words in (await resp.json())["error"]
     assert (await maths.get("/squares?values=2")).status == 200  # still serving
 
 
-async def test_a_thousand_values_are_fine(maths):
+async def test_a_thousand_values_are_fine(maths: Maths) -> None:
     resp = await maths.get("/squares", params={"values": ",".join(str(i) for i in range(1000))})
     body = await resp.json()
     assert body["results"][999] == "998001"
@@ -106,7 +112,9 @@ async def faulty_upstream(behaviour: str) -> TestServer:
         ("hangs", "did not answer in time"),
     ],
 )
-async def test_a_failing_upstream_gets_a_502_naming_it(aiohttp_client, behaviour, words):
+async def test_a_failing_upstream_gets_a_502_naming_it(
+    aiohttp_client: AiohttpClient, behaviour: str, words: str
+) -> None:
     upstream = await faulty_upstream(behaviour)
     try:
         client = await aiohttp_client(make_app(str(upstream.make_url("/v4")), timeout=0.2))
@@ -119,7 +127,7 @@ async def test_a_failing_upstream_gets_a_502_naming_it(aiohttp_client, behaviour
         await upstream.close()
 
 
-async def test_an_upstream_that_is_not_there(aiohttp_client):
+async def test_an_upstream_that_is_not_there(aiohttp_client: AiohttpClient) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens once the socket is closed
@@ -129,7 +137,7 @@ async def test_an_upstream_that_is_not_there(aiohttp_client):
     assert "ClientConnectorError" in (await resp.json())["error"]
 
 
-async def test_the_embedded_upstream_refuses_malformed_expressions(maths):
+async def test_the_embedded_upstream_refuses_malformed_expressions(maths: Maths) -> None:
     resp = await maths.get("/squares?values=2")
     assert resp.status == 200
     stats = await (await maths.get("/stats")).json()
@@ -147,12 +155,12 @@ async def test_the_embedded_upstream_refuses_malformed_expressions(maths):
 @pytest.mark.parametrize(
     "upstream", ["not-a-url", "/v4", "api.mathjs.org/v4", "ftp://api.mathjs.org/v4", "http:///v4"]
 )
-def test_make_app_refuses_an_upstream_that_is_not_an_absolute_http_url(upstream):
+def test_make_app_refuses_an_upstream_that_is_not_an_absolute_http_url(upstream: str) -> None:
     with pytest.raises(ValueError, match=f"{upstream!r}.*absolute http"):
         make_app(upstream)
 
 
-async def test_the_page_renders_a_table_without_javascript(maths):
+async def test_the_page_renders_a_table_without_javascript(maths: Maths) -> None:
     page = await (await maths.get("/")).text()
     assert '<form method="get" action="/">' in page and "<script" not in page
     resp = await maths.get("/", params={"values": "1,2,-3"})
@@ -211,7 +219,7 @@ class RunningExample:
         return self.proc.returncode, err
 
 
-def test_python_m_example_serves_the_curl_and_stops_cleanly_on_ctrl_c():
+def test_python_m_example_serves_the_curl_and_stops_cleanly_on_ctrl_c() -> None:
     server = RunningExample()
     try:
         assert f"{server.url}/squares?values=1,2,3,4,5,6,7,8,9,10" in server.banner
@@ -251,7 +259,7 @@ def run_example(*args: str) -> tuple[int, str, str]:
         return code, out, stderr.read()
 
 
-def test_a_port_in_use_is_one_line_on_stderr_and_exit_1():
+def test_a_port_in_use_is_one_line_on_stderr_and_exit_1() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -265,7 +273,7 @@ def test_a_port_in_use_is_one_line_on_stderr_and_exit_1():
 
 
 @pytest.mark.parametrize("upstream", ["not-a-url", "ftp://api.mathjs.org/v4"])
-def test_an_upstream_that_is_not_an_http_url_is_refused_at_start_up(upstream):
+def test_an_upstream_that_is_not_an_http_url_is_refused_at_start_up(upstream: str) -> None:
     code, out, err = run_example("--host", "127.0.0.1", "--port", str(free_port()), "--upstream", upstream)
     assert code == 2, err
     assert out == ""
@@ -275,14 +283,14 @@ def test_an_upstream_that_is_not_an_http_url_is_refused_at_start_up(upstream):
     assert "absolute http(s) URL" in last_line
 
 
-def test_a_port_out_of_range_is_refused_by_argparse():
+def test_a_port_out_of_range_is_refused_by_argparse() -> None:
     code, out, err = run_example("--host", "127.0.0.1", "--port", "70000")
     assert code == 2, err
     assert out == ""
     assert "argument --port: 70000" in err and "1 to 65535" in err
 
 
-def test_help_is_plain_text_with_help_for_every_option():
+def test_help_is_plain_text_with_help_for_every_option() -> None:
     code, out, err = run_example("--help")
     assert code == 0, err
     assert "`" not in out
@@ -302,12 +310,13 @@ def test_help_is_plain_text_with_help_for_every_option():
 THOUSAND = ",".join(str(i) for i in range(1000))
 
 
-def upstream_of(stats: dict) -> dict:
+def upstream_of(stats: dict[str, Any]) -> dict[str, Any]:
+    site: dict[str, Any]
     (site,) = stats["upstreams"]  # one upstream site: the embedded math API
     return site
 
 
-async def test_stats_show_one_session_and_a_few_connections_serving_a_thousand_squares(maths):
+async def test_stats_show_one_session_and_a_few_connections_serving_a_thousand_squares(maths: Maths) -> None:
     body = await (await maths.get("/squares", params={"values": THOUSAND})).json()
     assert body["results"] == [str(i * i) for i in range(1000)]
     stats = await (await maths.get("/stats")).json()
@@ -331,7 +340,9 @@ async def test_stats_show_one_session_and_a_few_connections_serving_a_thousand_s
     assert policy["attempts"] == 1000
 
 
-async def test_the_flaky_stand_in_is_retried_and_the_squares_still_come_out_right(aiohttp_client):
+async def test_the_flaky_stand_in_is_retried_and_the_squares_still_come_out_right(
+    aiohttp_client: AiohttpClient,
+) -> None:
     maths = await aiohttp_client(make_app(flaky=0.2))
     body = await (await maths.get("/squares", params={"values": THOUSAND})).json()
     assert body["results"] == [str(i * i) for i in range(1000)]
@@ -350,7 +361,9 @@ async def test_the_flaky_stand_in_is_retried_and_the_squares_still_come_out_righ
     assert site["connections_opened"] <= MATHS_POLICY.concurrency < site["requests"] / 100
 
 
-async def test_an_upstream_failing_every_first_attempt_still_squares_everything(aiohttp_client):
+async def test_an_upstream_failing_every_first_attempt_still_squares_everything(
+    aiohttp_client: AiohttpClient,
+) -> None:
     maths = await aiohttp_client(make_app(flaky=1))
     body = await (await maths.get("/squares", params={"values": "1,2,3,4,5,6"})).json()
     assert body["results"] == ["1", "4", "9", "16", "25", "36"]
@@ -359,7 +372,7 @@ async def test_an_upstream_failing_every_first_attempt_still_squares_everything(
     assert site["attempts"] == 12 and site["gave_up"] == 0
 
 
-def test_the_flaky_schedule_fails_that_share_and_never_one_expression_twice_in_a_row():
+def test_the_flaky_schedule_fails_that_share_and_never_one_expression_twice_in_a_row() -> None:
     schedule = FlakySchedule(0.2)
     answers = [schedule.failure(f"({n})^2") for n in range(20)]
     failed = [n for n, answer in enumerate(answers) if answer is not None]
@@ -376,19 +389,19 @@ def test_the_flaky_schedule_fails_that_share_and_never_one_expression_twice_in_a
 
 
 @pytest.mark.parametrize("share", [-0.1, 1.5, float("nan"), True, "0.2"])
-def test_a_flaky_share_out_of_range_is_refused(share):
+def test_a_flaky_share_out_of_range_is_refused(share: float | str) -> None:
     with pytest.raises(ValueError, match="from 0 to 1"):
-        FlakySchedule(share)
+        FlakySchedule(share)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="from 0 to 1"):
-        make_app(flaky=share)
+        make_app(flaky=share)  # type: ignore[arg-type]
 
 
-def test_flaky_applies_to_the_stand_in_only():
+def test_flaky_applies_to_the_stand_in_only() -> None:
     with pytest.raises(ValueError, match="embedded math API"):
         make_app("http://127.0.0.1:9/v4", flaky=0.2)
 
 
-async def test_the_page_shows_the_upstream_figures(maths):
+async def test_the_page_shows_the_upstream_figures(maths: Maths) -> None:
     page = await (await maths.get("/")).text()
     assert 'class="upstream"' not in page  # nothing asked of the math API yet
     html = await (await maths.get("/", params={"values": ",".join(str(i) for i in range(20))})).text()
@@ -399,13 +412,15 @@ async def test_the_page_shows_the_upstream_figures(maths):
     assert 'data-figure="latency_p50_ms"' in html
 
 
-async def test_the_page_shows_retries_by_cause(aiohttp_client):
+async def test_the_page_shows_retries_by_cause(aiohttp_client: AiohttpClient) -> None:
     maths = await aiohttp_client(make_app(flaky=0.5))
     html = await (await maths.get("/", params={"values": "1,2,3,4"})).text()
     assert '<dd data-figure="retries">1 after 429, 1 after 503</dd>' in html
 
 
-async def test_a_registry_without_metrics_still_shows_its_policy_figures(aiohttp_client):
+async def test_a_registry_without_metrics_still_shows_its_policy_figures(
+    aiohttp_client: AiohttpClient,
+) -> None:
     maths = await aiohttp_client(make_app(registry=asynctools.SessionRegistry()))
     html = await (await maths.get("/", params={"values": "1,2"})).text()
     assert 'data-figure="requests"' not in html and '<dd data-figure="attempts">2</dd>' in html
@@ -422,14 +437,14 @@ async def test_a_registry_without_metrics_still_shows_its_policy_figures(aiohttp
         (("--flaky", "0.2", "--upstream", "http://127.0.0.1:9/v4"), "--flaky applies to the local stand-in"),
     ],
 )
-def test_a_bad_flaky_is_refused_by_argparse(args, words):
+def test_a_bad_flaky_is_refused_by_argparse(args: tuple[str, ...], words: str) -> None:
     code, out, err = run_example("--host", "127.0.0.1", "--port", str(free_port()), *args)
     assert code == 2, err
     assert out == ""
     assert words in err.splitlines()[-1]
 
 
-def test_python_m_example_flaky_retries_and_shows_them_in_stats():
+def test_python_m_example_flaky_retries_and_shows_them_in_stats() -> None:
     server = RunningExample("--flaky", "0.5")
     try:
         assert json.loads(server.get("/squares?values=1,2,3,4,5,6,7,8,9,10")) == SEED_JSON

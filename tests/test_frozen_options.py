@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+from conftest import Upstream
 
 from asynctools import AbstractSessionContainer, SessionRegistry, attach_session
 
@@ -34,8 +35,8 @@ async def echoed(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
 
 
 async def test_mutating_headers_after_construction_changes_neither_that_container_nor_a_new_one(
-    registry: SessionRegistry, upstream
-):
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     h = {"Authorization": "token A"}
     a = Api(upstream.url(), registry=registry, headers=h)
     h["Authorization"] = "token B"
@@ -48,8 +49,8 @@ async def test_mutating_headers_after_construction_changes_neither_that_containe
 
 
 async def test_mutating_headers_changes_nothing_for_unattached_calls_and_helpers(
-    registry: SessionRegistry, upstream
-):
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     h = {"Authorization": "token A"}
     a = Api(upstream.url(), registry=registry, headers=h)
     h["Authorization"] = "token B"
@@ -60,8 +61,8 @@ async def test_mutating_headers_changes_nothing_for_unattached_calls_and_helpers
 
 
 async def test_a_container_made_before_the_mutation_with_equal_options_is_not_changed_either(
-    registry: SessionRegistry, upstream
-):
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     h = {"Authorization": "token A"}
     a = Api(upstream.url(), registry=registry, headers=h)
     b = Api(upstream.url(), registry=registry, headers={"Authorization": "token A"})
@@ -71,7 +72,7 @@ async def test_a_container_made_before_the_mutation_with_equal_options_is_not_ch
         assert (await a.sent())["Authorization"] == "token A"
 
 
-async def test_nested_values_are_frozen_too(registry: SessionRegistry, upstream):
+async def test_nested_values_are_frozen_too(registry: SessionRegistry, upstream: Upstream) -> None:
     pairs = [["X-Token", "A"]]  # headers as a list of pairs: the inner list is mutable too
     a = Api(upstream.url(), registry=registry, headers=pairs)
     pairs[0][1] = "B"
@@ -85,7 +86,9 @@ async def test_nested_values_are_frozen_too(registry: SessionRegistry, upstream)
         assert headers["X-Token"] == "A" and "X-Extra" not in headers
 
 
-async def test_a_mutated_skip_auto_headers_list_changes_nothing(registry: SessionRegistry, upstream):
+async def test_a_mutated_skip_auto_headers_list_changes_nothing(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     skip: list[str] = []
     a = Api(upstream.url(), registry=registry, skip_auto_headers=skip)
     skip.append("User-Agent")
@@ -93,7 +96,9 @@ async def test_a_mutated_skip_auto_headers_list_changes_nothing(registry: Sessio
         assert "User-Agent" in await a.sent()
 
 
-async def test_registry_session_freezes_its_options_when_called(registry: SessionRegistry, upstream):
+async def test_registry_session_freezes_its_options_when_called(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     h = {"Authorization": "token A"}
     lease = registry.session(upstream.url(), headers=h)
     h["Authorization"] = "token B"
@@ -104,8 +109,8 @@ async def test_registry_session_freezes_its_options_when_called(registry: Sessio
 
 
 async def test_acquire_freezes_its_options_and_a_later_mutation_keys_nothing_old(
-    registry: SessionRegistry, upstream
-):
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     h = {"Authorization": "token A", "X-List": "1"}
     first = await registry.acquire(upstream.url(), headers=h)
     h["Authorization"] = "token B"

@@ -9,7 +9,7 @@ import aiohttp
 from conftest import leaks
 
 
-async def test_the_guard_catches_a_leaked_session_task_timer_thread_and_loop_report():
+async def test_the_guard_catches_a_leaked_session_task_timer_thread_and_loop_report() -> None:
     loop = asyncio.get_running_loop()
     tasks, threads = asyncio.all_tasks(), set(threading.enumerate())
     reports = [{"message": "Unclosed client session"}]
@@ -34,7 +34,7 @@ async def test_the_guard_catches_a_leaked_session_task_timer_thread_and_loop_rep
     assert leaks(loop, tasks, threads, []) == []
 
 
-async def test_the_guard_waits_for_asyncios_child_reaper_threads_to_end():
+async def test_the_guard_waits_for_asyncios_child_reaper_threads_to_end() -> None:
     # asyncio's ThreadedChildWatcher threads end just after a child's exit is reported: a thread of
     # that name about to end is not a leak, while any other thread still running is.
     loop = asyncio.get_running_loop()

@@ -8,6 +8,7 @@ release changes no count in ``stats()``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -16,8 +17,11 @@ from asynctools import AbstractSessionContainer, RegistryStats, SessionRegistry
 
 URL = "http://ledger.example"
 
+# open, in_use, idle, created, acquired and each session's users
+Counts = tuple[int, int, int, int, int, tuple[int, ...]]
 
-def counts(stats: RegistryStats) -> tuple[int, int, int, int, int, tuple[int, ...]]:
+
+def counts(stats: RegistryStats) -> Counts:
     return (
         stats.open,
         stats.in_use,
@@ -28,7 +32,7 @@ def counts(stats: RegistryStats) -> tuple[int, int, int, int, int, tuple[int, ..
     )
 
 
-async def releases_refused(registry: SessionRegistry, *releases) -> int:
+async def releases_refused(registry: SessionRegistry, *releases: Callable[[], Awaitable[None]]) -> int:
     """Run each release (a zero-argument coroutine function); return how many raised ValueError."""
     refused = 0
     for release in releases:
@@ -39,7 +43,7 @@ async def releases_refused(registry: SessionRegistry, *releases) -> int:
     return refused
 
 
-async def test_a_release_too_many_raises_and_changes_no_count():
+async def test_a_release_too_many_raises_and_changes_no_count() -> None:
     registry = SessionRegistry()
     session = await registry.acquire(URL)
     await registry.release(session)
@@ -50,7 +54,7 @@ async def test_a_release_too_many_raises_and_changes_no_count():
     await registry.close()
 
 
-async def test_after_close_a_second_release_of_the_same_session_raises():
+async def test_after_close_a_second_release_of_the_same_session_raises() -> None:
     registry = SessionRegistry()
     session = await registry.acquire(URL)
     await registry.close()
@@ -61,7 +65,7 @@ async def test_after_close_a_second_release_of_the_same_session_raises():
     assert counts(registry.stats()) == before
 
 
-async def test_after_close_a_lease_and_a_hand_release_of_its_session_count_one_user_once():
+async def test_after_close_a_lease_and_a_hand_release_of_its_session_count_one_user_once() -> None:
     registry = SessionRegistry()
     lease = registry.session(URL)
     session = await lease.__aenter__()
@@ -78,7 +82,7 @@ async def test_after_close_a_lease_and_a_hand_release_of_its_session_count_one_u
     assert counts(registry.stats()) == before
 
 
-async def test_after_close_a_container_and_a_hand_release_of_its_session_count_one_user_once():
+async def test_after_close_a_container_and_a_hand_release_of_its_session_count_one_user_once() -> None:
     registry = SessionRegistry()
     api = AbstractSessionContainer(URL, registry=registry)
     await api.start_session()
@@ -95,7 +99,7 @@ async def test_after_close_a_container_and_a_hand_release_of_its_session_count_o
     assert await releases_refused(registry, by_hand, close_session) == 1, "two releases of one acquisition"
 
 
-async def test_before_close_a_lease_and_a_hand_release_of_its_session_count_one_user_once():
+async def test_before_close_a_lease_and_a_hand_release_of_its_session_count_one_user_once() -> None:
     registry = SessionRegistry()
     lease = registry.session(URL)
     session = await lease.__aenter__()
@@ -111,12 +115,12 @@ async def test_before_close_a_lease_and_a_hand_release_of_its_session_count_one_
     await registry.close()
 
 
-async def test_a_release_on_another_threads_loop_is_refused_and_counts_nothing_there_or_here():
+async def test_a_release_on_another_threads_loop_is_refused_and_counts_nothing_there_or_here() -> None:
     registry = SessionRegistry()
     session = await registry.acquire(URL)
     before = counts(registry.stats())
 
-    async def elsewhere() -> tuple[str, tuple[int, ...]]:
+    async def elsewhere() -> tuple[str, Counts]:
         try:
             await registry.release(session)
         except ValueError:
@@ -135,12 +139,12 @@ async def test_a_release_on_another_threads_loop_is_refused_and_counts_nothing_t
     await registry.close()
 
 
-def test_a_generator_finalised_after_the_loops_shutdown_cannot_release_twice():
+def test_a_generator_finalised_after_the_loops_shutdown_cannot_release_twice() -> None:
     registry = SessionRegistry()
     outcomes: list[str] = []
     kept: list[object] = []
 
-    async def holder():
+    async def holder() -> AsyncIterator[aiohttp.ClientSession]:
         async with registry.session(URL) as session:
             try:
                 yield session
@@ -152,7 +156,7 @@ def test_a_generator_finalised_after_the_loops_shutdown_cannot_release_twice():
                 except ValueError:
                     outcomes.append("hand release refused")
 
-    async def outer():
+    async def outer() -> AsyncIterator[None]:
         try:
             async for _ in holder():
                 yield
@@ -173,7 +177,7 @@ def test_a_generator_finalised_after_the_loops_shutdown_cannot_release_twice():
     ), outcomes
 
 
-async def test_a_session_released_by_a_container_after_close_cannot_be_released_again():
+async def test_a_session_released_by_a_container_after_close_cannot_be_released_again() -> None:
     registry = SessionRegistry()
     async with AbstractSessionContainer(URL, registry=registry) as api:
         session = api.session

@@ -32,7 +32,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow  # builds (or installs) the package
-def test_wheel_and_sdist_hold_the_package_with_py_typed_and_no_tests(dist):
+def test_wheel_and_sdist_hold_the_package_with_py_typed_and_no_tests(dist: Path) -> None:
     (wheel,) = dist.glob("aiohttp_asynctools-1.0.0-py3-none-any.whl")
     (sdist,) = dist.glob("aiohttp_asynctools-1.0.0.tar.gz")
     with zipfile.ZipFile(wheel) as archive:
@@ -62,7 +62,7 @@ def _release(version: str) -> tuple[int, ...]:
 
 
 @pytest.mark.slow  # builds (or installs) the package
-def test_the_metadata_comes_from_pyproject(dist):
+def test_the_metadata_comes_from_pyproject(dist: Path) -> None:
     metadata = wheel_metadata(dist)
     assert metadata["Version"] == asynctools.__version__
     assert metadata["License-Expression"] == "MIT"
@@ -70,11 +70,11 @@ def test_the_metadata_comes_from_pyproject(dist):
     assert "Christian Glacet" in metadata["Author"]
     assert metadata["Description-Content-Type"] == "text/markdown"
     assert "## Three lines to adopt" in metadata.get_payload()  # the README is the long description
-    urls = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL"))
+    urls = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL", []))
     assert set(urls) == {"Homepage", "Source", "Documentation", "Changelog", "Issues"}
     assert all(url.startswith("https://") for url in urls.values()), urls
     assert urls["Changelog"].endswith("/CHANGES.md")
-    requires = metadata.get_all("Requires-Dist")
+    requires = metadata.get_all("Requires-Dist", [])
     # Exactly the three runtime dependencies, each bounded below by the version .ci/run tests as lowest.
     lowest = dict(
         line.split("==") for line in (ROOT / ".ci" / "lowest.txt").read_text().split() if "==" in line
@@ -89,15 +89,15 @@ def test_the_metadata_comes_from_pyproject(dist):
     # The test extra names the other extras instead of repeating their lines; starlette is for tests only.
     (itself,) = [r for r in requires if r.startswith("aiohttp-asynctools[") and r.endswith('extra == "test"')]
     assert {"example", "bench", "docs"} <= set(itself.split("[", 1)[1].split("]", 1)[0].split(","))
-    assert {"example", "bench", "docs", "test"} <= set(metadata.get_all("Provides-Extra"))
+    assert {"example", "bench", "docs", "test"} <= set(metadata.get_all("Provides-Extra", []))
     assert not [r for r in requires if r.startswith("starlette") and 'extra == "test"' not in r]
     assert len([r for r in requires if r.startswith("sphinx")]) == 1
-    classifiers = metadata.get_all("Classifier")
+    classifiers = metadata.get_all("Classifier", [])
     assert "Programming Language :: Python :: 3.10" in classifiers
     assert "Typing :: Typed" in classifiers
 
 
-def test_setup_cfg_keeps_only_tool_settings():
+def test_setup_cfg_keeps_only_tool_settings() -> None:
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     assert not [s for s in config.sections() if s == "metadata" or s.startswith("options")], config.sections()
@@ -106,13 +106,13 @@ def test_setup_cfg_keeps_only_tool_settings():
 
 
 @pytest.mark.slow  # builds (or installs) the package
-def test_twine_accepts_both(dist):
+def test_twine_accepts_both(dist: Path) -> None:
     out = run(sys.executable, "-m", "twine", "check", "--strict", *sorted(dist.iterdir()))
     assert out.count("PASSED") == 2
 
 
 @pytest.mark.slow  # builds (or installs) the package
-def test_the_wheel_installs_into_an_empty_venv(dist, tmp_path):
+def test_the_wheel_installs_into_an_empty_venv(dist: Path, tmp_path: Path) -> None:
     (wheel,) = dist.glob("*.whl")
     run(sys.executable, "-m", "venv", tmp_path / "venv")
     python = tmp_path / "venv" / "bin" / "python"
@@ -129,7 +129,7 @@ def test_the_wheel_installs_into_an_empty_venv(dist, tmp_path):
 
 
 @pytest.mark.slow  # builds the package, installs it and pytest into a venv
-def test_the_installed_wheels_pytest_plugin_runs_the_docs_example_test(dist, tmp_path):
+def test_the_installed_wheels_pytest_plugin_runs_the_docs_example_test(dist: Path, tmp_path: Path) -> None:
     # The testing page's first example, as a user pastes it: the plugin comes from the wheel's entry
     # point (nothing from this checkout), its fixture works and its leak check finds nothing.
     (wheel,) = dist.glob("*.whl")

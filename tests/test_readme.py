@@ -28,14 +28,14 @@ python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python 
 """
 
 
-def test_the_first_code_block_is_the_checkouts_two_commands():
+def test_the_first_code_block_is_the_checkouts_two_commands() -> None:
     first = re.search(r"```(\w*)\n(.*?)```", README, re.S)
     assert first is not None
     assert first.group(1) == "bash" and first.group(2) == FIRST_BLOCK
     assert README.index("```") < README.index("## Three lines to adopt")  # near the top
 
 
-def test_ci_runs_the_readmes_test_command():
+def test_ci_runs_the_readmes_test_command() -> None:
     commands = re.search(r"```bash\n(.*?)```", README, re.S)
     assert commands is not None
     test_command = commands.group(1).splitlines()[1]
@@ -43,7 +43,7 @@ def test_ci_runs_the_readmes_test_command():
     assert "pytest" in test_command
 
 
-def test_it_is_a_pypi_page():
+def test_it_is_a_pypi_page() -> None:
     """What it is, how to install it, an example, links: short, and nothing PyPI would break."""
     assert README.startswith("# asynctools\n")
     assert "pip install aiohttp-asynctools" in README
@@ -59,7 +59,7 @@ def links() -> list[str]:
     return re.findall(r"\]\(([^)\s]+)\)", README) + re.findall(r"<(https?://[^>]+)>", README)
 
 
-def test_links_and_images_are_absolute():
+def test_links_and_images_are_absolute() -> None:
     """PyPI renders the README away from the repository: a relative link or image would be broken there."""
     found = links()
     assert found
@@ -78,7 +78,7 @@ def tracked(paths: list[str]) -> list[str]:
     return sorted(result.stdout.split())
 
 
-def test_every_link_leads_somewhere():
+def test_every_link_leads_somewhere() -> None:
     """Links into the repository name committed files; links into the docs name pages that exist."""
     files = set()
     for link in links():
@@ -94,7 +94,7 @@ def test_every_link_leads_somewhere():
     assert tracked(sorted(files)) == sorted(files)  # committed: the raw URLs must find them
 
 
-def test_the_recipe_shares_an_hourly_quota_retries_and_caps_concurrency():
+def test_the_recipe_shares_an_hourly_quota_retries_and_caps_concurrency() -> None:
     """The GitHub-like recipe: an hourly quota in Redis, Retry-After honoured, a concurrency cap, a link."""
     (recipe,) = [source for _, source in README_SNIPPETS if "RedisLimit(" in source]
     assert f'RateLimit(5000, per=3600, redis=RedisLimit("{REDIS}"))' in recipe
@@ -109,7 +109,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.mark.parametrize(("name", "source"), README_SNIPPETS, ids=[name for name, _ in README_SNIPPETS])
-async def test_snippet_runs(name, source, sites, tmp_path, request):  # noqa: F811 (the fixture imported above)
+async def test_snippet_runs(
+    name: str,
+    source: str,
+    sites: dict[str, str],  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
     if REDIS not in source:
         await check_snippet(name, source, sites, tmp_path)
         return

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+from conftest import Upstream
 
 import asynctools
 from asynctools import SessionRegistry
 from asynctools._idle import IdleSet
 
+if TYPE_CHECKING:
+    from pytest_aiohttp import AiohttpClient
 
-async def wait_until(condition, ticks: int = 20) -> None:
+
+async def wait_until(condition: Callable[[], bool], ticks: int = 20) -> None:
     """Let the loop run until *condition* holds (a bounded number of ticks, no wall-clock time)."""
     for _ in range(ticks):
         if condition():
@@ -26,7 +32,7 @@ def counts(registry: SessionRegistry) -> tuple[int, int, int, int, int]:
     return (s.open, s.in_use, s.idle, s.created, s.acquired)
 
 
-async def test_one_session_per_key_counted_per_user(registry, upstream):
+async def test_one_session_per_key_counted_per_user(registry: SessionRegistry, upstream: Upstream) -> None:
     a = await registry.acquire(upstream.url("/x"))
     b = await registry.acquire(upstream.url("/y"))
     other = await registry.acquire(upstream.url(), raise_for_status=True)
@@ -42,7 +48,9 @@ async def test_one_session_per_key_counted_per_user(registry, upstream):
     assert counts(registry) == (2, 0, 2, 2, 3)
 
 
-async def test_a_released_session_lingers_warm_and_comes_back(registry, upstream):
+async def test_a_released_session_lingers_warm_and_comes_back(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     session = await registry.acquire(upstream.url())
     async with session.get(upstream.url("/echo")) as resp:
         await resp.read()
@@ -57,7 +65,7 @@ async def test_a_released_session_lingers_warm_and_comes_back(registry, upstream
     assert len(upstream.peers) == 1  # the second request reused the first connection
 
 
-async def test_idle_sessions_close_after_idle_timeout():
+async def test_idle_sessions_close_after_idle_timeout() -> None:
     registry = SessionRegistry(idle_timeout=0.05)
     session = await registry.acquire("http://a.example")
     await registry.release(session)
@@ -84,7 +92,7 @@ async def until_closed(session: aiohttp.ClientSession) -> float:
     return loop.time()
 
 
-async def test_expiry_reschedules_for_sessions_that_went_idle_later():
+async def test_expiry_reschedules_for_sessions_that_went_idle_later() -> None:
     loop = asyncio.get_running_loop()
     registry = SessionRegistry(idle_timeout=0.1)
     first = await registry.acquire("http://a.example")
@@ -100,7 +108,7 @@ async def test_expiry_reschedules_for_sessions_that_went_idle_later():
     await registry.close()
 
 
-async def test_idle_timeout_zero_closes_at_once():
+async def test_idle_timeout_zero_closes_at_once() -> None:
     registry = SessionRegistry(idle_timeout=0)
     session = await registry.acquire()
     await registry.release(session)
@@ -109,7 +117,7 @@ async def test_idle_timeout_zero_closes_at_once():
     await registry.close()
 
 
-async def test_max_idle_closes_the_least_recently_used():
+async def test_max_idle_closes_the_least_recently_used() -> None:
     registry = SessionRegistry(max_idle=2)
     sessions = [await registry.acquire(f"http://h{i}.example") for i in range(3)]
     for session in sessions:
@@ -122,7 +130,7 @@ async def test_max_idle_closes_the_least_recently_used():
     assert all(s.closed for s in sessions)
 
 
-async def test_close_closes_each_idle_session_once(upstream):
+async def test_close_closes_each_idle_session_once(upstream: Upstream) -> None:
     # close() must close each session exactly once: an idle session is drained from the idle set, not
     # handed to its drop callback (up to cachetools 7, the old idle cache's clear() did that).
     registry = SessionRegistry()
@@ -140,7 +148,7 @@ async def test_close_closes_each_idle_session_once(upstream):
     await registry.release(in_use)
 
 
-async def test_the_idle_set_evicts_the_oldest_expires_on_time_and_drains_without_dropping():
+async def test_the_idle_set_evicts_the_oldest_expires_on_time_and_drains_without_dropping() -> None:
     loop = asyncio.get_running_loop()
     dropped: list[str] = []
     idle: IdleSet[str] = IdleSet(loop, 2, 1000.0, dropped.append)
@@ -158,7 +166,7 @@ async def test_the_idle_set_evicts_the_oldest_expires_on_time_and_drains_without
     assert idle.drain() == ["d"] and dropped == ["b", "a", "c"]  # drained, not dropped, timer gone
 
 
-async def test_max_idle_zero_keeps_nothing_idle():
+async def test_max_idle_zero_keeps_nothing_idle() -> None:
     registry = SessionRegistry(max_idle=0)
     session = await registry.acquire()
     await registry.release(session)
@@ -166,7 +174,7 @@ async def test_max_idle_zero_keeps_nothing_idle():
     await registry.close()
 
 
-async def test_release_of_a_stranger_is_refused_and_changes_nothing(registry):
+async def test_release_of_a_stranger_is_refused_and_changes_nothing(registry: SessionRegistry) -> None:
     mine = await registry.acquire()
     before = registry.stats()
     async with aiohttp.ClientSession() as stranger:
@@ -178,7 +186,7 @@ async def test_release_of_a_stranger_is_refused_and_changes_nothing(registry):
     await registry.release(mine)
 
 
-async def test_release_on_a_registry_that_never_served_this_loop(registry):
+async def test_release_on_a_registry_that_never_served_this_loop(registry: SessionRegistry) -> None:
     other = SessionRegistry()
     session = await registry.acquire()
     with pytest.raises(ValueError, match="not handed out by this registry"):
@@ -186,7 +194,7 @@ async def test_release_on_a_registry_that_never_served_this_loop(registry):
     await registry.release(session)
 
 
-async def test_releasing_too_often_is_refused_and_changes_nothing():
+async def test_releasing_too_often_is_refused_and_changes_nothing() -> None:
     for registry in (SessionRegistry(), SessionRegistry(idle_timeout=0)):
         session = await registry.acquire()
         await registry.release(session)
@@ -197,7 +205,7 @@ async def test_releasing_too_often_is_refused_and_changes_nothing():
         await registry.close()
 
 
-async def test_session_context_manager(registry, upstream):
+async def test_session_context_manager(registry: SessionRegistry, upstream: Upstream) -> None:
     async with registry.session(upstream.url(), raise_for_status=True) as session:
         assert registry.stats().in_use == 1
         with pytest.raises(aiohttp.ClientResponseError):
@@ -209,7 +217,7 @@ async def test_session_context_manager(registry, upstream):
             await lease.__aenter__()
 
 
-async def test_bad_arguments_raise_before_anything_is_created(registry):
+async def test_bad_arguments_raise_before_anything_is_created(registry: SessionRegistry) -> None:
     with pytest.raises(ValueError, match="scheme 'ftp'"):
         await registry.acquire("ftp://files.example")
     with pytest.raises(TypeError, match="'bogus'"):
@@ -219,7 +227,7 @@ async def test_bad_arguments_raise_before_anything_is_created(registry):
     assert counts(registry) == (0, 0, 0, 0, 0)
 
 
-async def test_aiohttp_refusing_a_value_counts_nothing(registry):
+async def test_aiohttp_refusing_a_value_counts_nothing(registry: SessionRegistry) -> None:
     with pytest.raises(ValueError):
         await registry.acquire(base_url="not a base url")
     assert counts(registry) == (0, 0, 0, 0, 0)
@@ -236,23 +244,23 @@ async def test_aiohttp_refusing_a_value_counts_nothing(registry):
         ({"max_idle": 2.5}, TypeError, "max_idle must be an int"),
     ],
 )
-def test_bad_registry_options(kwargs, exc, words):
+def test_bad_registry_options(kwargs: dict[str, Any], exc: type[Exception], words: str) -> None:
     with pytest.raises(exc, match=words):
         SessionRegistry(**kwargs)
 
 
-def test_construction_needs_no_loop():
+def test_construction_needs_no_loop() -> None:
     registry = SessionRegistry(idle_timeout=1, max_idle=3)
     assert (registry.idle_timeout, registry.max_idle) == (1.0, 3)
     assert "idle_timeout=1.0" in repr(registry)
 
 
-def test_stats_needs_a_running_loop():
+def test_stats_needs_a_running_loop() -> None:
     with pytest.raises(RuntimeError, match="call it from a coroutine"):
         SessionRegistry().stats()
 
 
-async def test_close_closes_everything_and_the_registry_stays_usable(upstream):
+async def test_close_closes_everything_and_the_registry_stays_usable(upstream: Upstream) -> None:
     registry = SessionRegistry()
     in_use = await registry.acquire(upstream.url())
     idle = await registry.acquire(upstream.url(), raise_for_status=True)
@@ -270,7 +278,7 @@ async def test_close_closes_everything_and_the_registry_stays_usable(upstream):
     assert registry._pools == {}
 
 
-async def test_close_with_a_user_still_holding_a_session(upstream):
+async def test_close_with_a_user_still_holding_a_session(upstream: Upstream) -> None:
     registry = SessionRegistry()
     held = await registry.acquire(upstream.url())
     twice = await registry.acquire(upstream.url())
@@ -288,7 +296,7 @@ async def test_close_with_a_user_still_holding_a_session(upstream):
     await registry.close()
 
 
-async def test_a_session_closed_behind_our_back_is_never_handed_out_again(registry):
+async def test_a_session_closed_behind_our_back_is_never_handed_out_again(registry: SessionRegistry) -> None:
     in_use = await registry.acquire()
     await in_use.close()
     fresh = await registry.acquire()
@@ -308,7 +316,7 @@ async def test_a_session_closed_behind_our_back_is_never_handed_out_again(regist
     await registry.release(replacement)
 
 
-async def test_a_session_closed_in_the_tick_its_last_user_left_is_replaced(registry):
+async def test_a_session_closed_in_the_tick_its_last_user_left_is_replaced(registry: SessionRegistry) -> None:
     # With the user's own connector, ClientSession.close() never yields to the loop: the session is
     # closed before the end of the tick in which it would have gone idle.
     connector = aiohttp.TCPConnector()
@@ -324,14 +332,14 @@ async def test_a_session_closed_in_the_tick_its_last_user_left_is_replaced(regis
     await connector.close()
 
 
-async def test_a_session_released_closed_is_not_kept_idle(registry):
+async def test_a_session_released_closed_is_not_kept_idle(registry: SessionRegistry) -> None:
     session = await registry.acquire()
     await session.close()
     await registry.release(session)
     assert registry.stats().sessions == ()
 
 
-async def test_concurrent_first_acquires_create_one_session(registry):
+async def test_concurrent_first_acquires_create_one_session(registry: SessionRegistry) -> None:
     sessions = await asyncio.gather(*(registry.acquire("http://a.example") for _ in range(1000)))
     assert len({id(s) for s in sessions}) == 1
     assert registry.stats().created == 1
@@ -340,7 +348,7 @@ async def test_concurrent_first_acquires_create_one_session(registry):
     assert registry.stats().in_use == 0
 
 
-async def test_release_to_zero_racing_an_acquire_in_the_same_tick(registry):
+async def test_release_to_zero_racing_an_acquire_in_the_same_tick(registry: SessionRegistry) -> None:
     session = await registry.acquire()
     _, again = await asyncio.gather(registry.release(session), registry.acquire())
     assert again is session and not session.closed
@@ -349,7 +357,9 @@ async def test_release_to_zero_racing_an_acquire_in_the_same_tick(registry):
     await registry.release(again)
 
 
-async def test_cleanup_ctx_closes_the_apps_sessions(aiohttp_client, upstream):
+async def test_cleanup_ctx_closes_the_apps_sessions(
+    aiohttp_client: AiohttpClient, upstream: Upstream
+) -> None:
     from aiohttp import web
 
     registry = SessionRegistry()
@@ -370,5 +380,5 @@ async def test_cleanup_ctx_closes_the_apps_sessions(aiohttp_client, upstream):
     assert registry.stats().open == 0
 
 
-async def test_default_registry_is_a_registry():
+async def test_default_registry_is_a_registry() -> None:
     assert isinstance(asynctools.default_registry, SessionRegistry)

@@ -7,8 +7,14 @@ loopback stand-in, since tests never reach the internet.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any
+
+from conftest import Upstream
 
 import asynctools
+
+if TYPE_CHECKING:
+    from pytest_aiohttp import AiohttpClient
 
 SEED_MATH_API = "http://api.mathjs.org/v4"
 
@@ -94,13 +100,13 @@ EXPECTED = {
 }
 
 
-def run_snippet(source: str, math_api: str, namespace: dict | None = None) -> dict:
+def run_snippet(source: str, math_api: str, namespace: dict[str, Any] | None = None) -> dict[str, Any]:
     namespace = {} if namespace is None else namespace
     exec(compile(source.replace(SEED_MATH_API, math_api), "<0.1.3 README>", "exec"), namespace)
     return namespace
 
 
-async def test_usage_snippet(upstream):
+async def test_usage_snippet(upstream: Upstream) -> None:
     ns = run_snippet(USAGE, upstream.url("/v4"))
     maths = ns["MathRequests"]()
     assert await asyncio.gather(*(maths.get_square(v) for v in range(1, 11))) == EXPECTED["results"]
@@ -109,7 +115,9 @@ async def test_usage_snippet(upstream):
     assert asynctools.default_registry.stats().created == 1
 
 
-async def test_final_solution_serves_the_readmes_curl(aiohttp_client, upstream):
+async def test_final_solution_serves_the_readmes_curl(
+    aiohttp_client: AiohttpClient, upstream: Upstream
+) -> None:
     ns = run_snippet(FINAL_SOLUTION, upstream.url("/v4"))
     client = await aiohttp_client(ns["maths_app"])
     resp = await client.get("/squares", params={"values": "1,2,3,4,5,6,7,8,9,10"})
@@ -119,7 +127,9 @@ async def test_final_solution_serves_the_readmes_curl(aiohttp_client, upstream):
     assert len(upstream.peers) <= 10
 
 
-async def test_without_async_with_and_with_explicit_sessions(aiohttp_client, upstream):
+async def test_without_async_with_and_with_explicit_sessions(
+    aiohttp_client: AiohttpClient, upstream: Upstream
+) -> None:
     ns = run_snippet(FINAL_SOLUTION, upstream.url("/v4"))
     routes = ns["web"].RouteTableDef()
     ns["routes"] = routes

@@ -64,9 +64,16 @@ async def flaky() -> AsyncIterator[Flaky]:
         await state.server.close()
 
 
-def make_api(base: str, site_policy: SitePolicy | None) -> type[AbstractSessionContainer]:
-    class Api(AbstractSessionContainer):
-        base_url = base
+class FlakyApi(AbstractSessionContainer):
+    """What make_api makes: a container with a decorated call to its site's /flaky."""
+
+    async def flaky(self, tag: str, session: aiohttp.ClientSession | None = None) -> int:
+        raise NotImplementedError
+
+
+def make_api(base: str, site_policy: SitePolicy | None) -> type[FlakyApi]:
+    class Api(FlakyApi):
+        base_url = base  # type: ignore[assignment]  # the class attribute spelling
         policy = site_policy
 
         @attach_session
@@ -78,7 +85,9 @@ def make_api(base: str, site_policy: SitePolicy | None) -> type[AbstractSessionC
     return Api
 
 
-async def test_a_containers_policy_covers_helpers_decorated_methods_and_registry_sessions(flaky):
+async def test_a_containers_policy_covers_helpers_decorated_methods_and_registry_sessions(
+    flaky: Flaky,
+) -> None:
     registry = SessionRegistry()
     Api = make_api(flaky.url().rstrip("/"), SitePolicy(retry=FAST_RETRY))
     api = Api(registry=registry, headers={"X-Client": "one"})
@@ -96,7 +105,7 @@ async def test_a_containers_policy_covers_helpers_decorated_methods_and_registry
     await registry.close()
 
 
-async def test_a_concurrency_limit_holds_across_every_session_of_the_origin(flaky):
+async def test_a_concurrency_limit_holds_across_every_session_of_the_origin(flaky: Flaky) -> None:
     registry = SessionRegistry(policies={flaky.url(): SitePolicy(retry=None, concurrency=1)})
 
     async def call(n: int) -> str:
@@ -112,7 +121,7 @@ async def test_a_concurrency_limit_holds_across_every_session_of_the_origin(flak
     await registry.close()
 
 
-async def test_no_policy_means_no_retry_and_no_site_figures(flaky):
+async def test_no_policy_means_no_retry_and_no_site_figures(flaky: Flaky) -> None:
     registry = SessionRegistry()
     async with (
         registry.session(flaky.url()) as session,
@@ -124,7 +133,7 @@ async def test_no_policy_means_no_retry_and_no_site_figures(flaky):
     await registry.close()
 
 
-async def test_conflicting_policies_for_one_origin_are_refused_and_change_nothing(flaky):
+async def test_conflicting_policies_for_one_origin_are_refused_and_change_nothing(flaky: Flaky) -> None:
     registry = SessionRegistry()
     first = SitePolicy(retry=FAST_RETRY)
     registry.set_policy(flaky.url(), first)
@@ -142,7 +151,7 @@ async def test_conflicting_policies_for_one_origin_are_refused_and_change_nothin
     await registry.close()
 
 
-async def test_a_policy_stated_after_sessions_exist_applies_to_the_next_request(flaky):
+async def test_a_policy_stated_after_sessions_exist_applies_to_the_next_request(flaky: Flaky) -> None:
     registry = SessionRegistry()
     async with (
         registry.session(flaky.url()) as session,
@@ -159,7 +168,7 @@ async def test_a_policy_stated_after_sessions_exist_applies_to_the_next_request(
     await registry.close()
 
 
-async def test_a_policy_needs_a_base_url_and_a_valid_site():
+async def test_a_policy_needs_a_base_url_and_a_valid_site() -> None:
     NoSite = make_api("https://api.example.com", SitePolicy())
     NoSite.base_url = None
     with pytest.raises(ValueError, match="there is none"):
@@ -168,7 +177,7 @@ async def test_a_policy_needs_a_base_url_and_a_valid_site():
         SessionRegistry(policies={"/relative": SitePolicy()})
 
 
-async def test_a_policy_finds_its_origin_however_the_request_reaches_it(flaky):
+async def test_a_policy_finds_its_origin_however_the_request_reaches_it(flaky: Flaky) -> None:
     """Whatever session sends it and however its URL spells the origin, a request obeys the policy;
     another origin's requests through the same session do not."""
     other = TestServer(web.Application(), host="127.0.0.1")
@@ -192,7 +201,7 @@ async def test_a_policy_finds_its_origin_however_the_request_reaches_it(flaky):
     await other.close()
 
 
-async def test_one_site_spelled_two_ways_is_one_site(flaky):
+async def test_one_site_spelled_two_ways_is_one_site(flaky: Flaky) -> None:
     """Two spellings of one origin (a host in capitals, kept as given by an encoded URL) are one site:
     one state, one limit, one figure."""
     assert flaky.server is not None
@@ -215,7 +224,7 @@ async def test_one_site_spelled_two_ways_is_one_site(flaky):
     await registry.close()
 
 
-async def test_a_policy_stated_later_applies_to_sessions_that_went_there_without_one(flaky):
+async def test_a_policy_stated_later_applies_to_sessions_that_went_there_without_one(flaky: Flaky) -> None:
     """A site's lookup is kept (no policy: straight through), and made again once a policy is stated:
     the next request obeys it, through a session already held as well as through a new one."""
     other = TestServer(web.Application(), host="127.0.0.1")
