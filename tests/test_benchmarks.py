@@ -156,6 +156,7 @@ def test_callgrind_counts_instructions_per_request(tmp_path: Path) -> None:
         assert 10_000 < row["ir_per_request"] < 100_000_000 and row["sessions"] >= 1
 
 
+@pytest.mark.slow  # runs `python -m benchmarks.opcodes`
 def test_opcodes_are_counted_per_function(tmp_path: Path) -> None:
     out = tmp_path / "opcodes.json"
     result = subprocess.run(
@@ -186,6 +187,7 @@ def test_opcodes_are_counted_per_function(tmp_path: Path) -> None:
     assert "unattached: the 25 functions that differ most from handheld" in result.stdout
 
 
+@pytest.mark.slow  # runs `python -m benchmarks.ceiling --quick`
 def test_the_ceilings_run_beside_asynctools(tmp_path: Path) -> None:
     out = tmp_path / "ceiling.json"
     command = [
