@@ -7,6 +7,7 @@ import sys
 
 import aiohttp
 import pytest
+from conftest import Upstream
 
 from asynctools import AbstractSessionContainer, SessionRegistry, attach_session
 
@@ -35,7 +36,7 @@ async def cancel_and_check(task: asyncio.Task[object], registry: SessionRegistry
     assert in_use(registry) == 0
 
 
-async def test_cancelled_inside_async_with_container(registry, upstream):
+async def test_cancelled_inside_async_with_container(registry: SessionRegistry, upstream: Upstream) -> None:
     inside = asyncio.Event()
 
     async def body() -> None:
@@ -50,7 +51,9 @@ async def test_cancelled_inside_async_with_container(registry, upstream):
 
 
 @pytest.mark.parametrize("attached", [True, False])
-async def test_cancelled_while_a_decorated_call_waits_on_the_server(registry, upstream, attached):
+async def test_cancelled_while_a_decorated_call_waits_on_the_server(
+    registry: SessionRegistry, upstream: Upstream, attached: bool
+) -> None:
     api = Api(upstream.url(), registry=registry)
     if attached:
         api.start_session()
@@ -62,21 +65,23 @@ async def test_cancelled_while_a_decorated_call_waits_on_the_server(registry, up
     await cancel_and_check(task, registry)
 
 
-async def test_cancelled_while_an_unattached_helper_waits(registry, upstream):
+async def test_cancelled_while_an_unattached_helper_waits(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     api = Api(upstream.url(), registry=registry)
     task = asyncio.ensure_future(api.get("/wait"))
     await upstream.waiting.wait()
     assert in_use(registry) == 1
-    await cancel_and_check(task, registry)  # type: ignore[arg-type]
+    await cancel_and_check(task, registry)
 
 
-async def test_cancelled_before_acquire_runs_acquires_nothing(registry):
+async def test_cancelled_before_acquire_runs_acquires_nothing(registry: SessionRegistry) -> None:
     task = asyncio.ensure_future(registry.acquire("http://a.example"))
-    await cancel_and_check(task, registry)  # type: ignore[arg-type]
+    await cancel_and_check(task, registry)
     assert registry.stats().acquired == 0
 
 
-async def test_cancelling_close_still_closes_every_session(upstream):
+async def test_cancelling_close_still_closes_every_session(upstream: Upstream) -> None:
     registry = SessionRegistry()
     sessions = [await registry.acquire(upstream.url(), headers={"n": str(i)}) for i in range(5)]
     for session in sessions:
@@ -91,7 +96,7 @@ async def test_cancelling_close_still_closes_every_session(upstream):
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is Python 3.11+")
-async def test_asyncio_timeout_around_a_decorated_call(registry, upstream):
+async def test_asyncio_timeout_around_a_decorated_call(registry: SessionRegistry, upstream: Upstream) -> None:
     api = Api(upstream.url(), registry=registry)
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):  # type: ignore[attr-defined,unused-ignore]
@@ -99,14 +104,14 @@ async def test_asyncio_timeout_around_a_decorated_call(registry, upstream):
     assert in_use(registry) == 0
 
 
-async def test_wait_for_around_a_decorated_call(registry, upstream):
+async def test_wait_for_around_a_decorated_call(registry: SessionRegistry, upstream: Upstream) -> None:
     api = Api(upstream.url(), registry=registry)
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(api.wait(), 0.05)
     assert in_use(registry) == 0
 
 
-async def test_close_while_calls_are_in_flight(upstream):
+async def test_close_while_calls_are_in_flight(upstream: Upstream) -> None:
     registry = SessionRegistry()
     api = Api(upstream.url(), registry=registry)
     calls = [asyncio.ensure_future(api.wait()) for _ in range(20)]
@@ -122,7 +127,9 @@ async def test_close_while_calls_are_in_flight(upstream):
     await registry.close()
 
 
-async def test_a_thousand_concurrent_calls_on_one_unattached_instance(registry, upstream):
+async def test_a_thousand_concurrent_calls_on_one_unattached_instance(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     api = Api(upstream.url(), registry=registry)
     upstream.release.set()
     assert await asyncio.gather(*(api.wait() for _ in range(1000))) == ["released"] * 1000

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from conftest import Upstream
 from test_cookies import Account, site
 
 from asynctools import SessionRegistry
@@ -19,7 +20,7 @@ async def until_nothing_open(registry: SessionRegistry) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_cookies_survive_the_idle_timeout(upstream):
+async def test_cookies_survive_the_idle_timeout(upstream: Upstream) -> None:
     registry = SessionRegistry(idle_timeout=0.05)
     alice = Account(site(upstream), registry=registry, isolate_cookies=True)
     try:
@@ -32,7 +33,7 @@ async def test_cookies_survive_the_idle_timeout(upstream):
         await registry.close()
 
 
-async def test_cookies_set_while_attached_survive_the_idle_timeout(upstream):
+async def test_cookies_set_while_attached_survive_the_idle_timeout(upstream: Upstream) -> None:
     registry = SessionRegistry(idle_timeout=0.05)
     alice = Account(site(upstream), registry=registry, isolate_cookies=True)
     try:
@@ -47,7 +48,7 @@ async def test_cookies_set_while_attached_survive_the_idle_timeout(upstream):
         await registry.close()
 
 
-async def test_cookies_survive_lru_eviction(upstream):
+async def test_cookies_survive_lru_eviction(upstream: Upstream) -> None:
     registry = SessionRegistry(max_idle=1)
     alice = Account(site(upstream), registry=registry, isolate_cookies=True)
     bob = Account(site(upstream), registry=registry, isolate_cookies=True)
@@ -62,7 +63,7 @@ async def test_cookies_survive_lru_eviction(upstream):
         await registry.close()
 
 
-async def test_cookies_survive_any_amount_of_churn_attached_or_not(upstream):
+async def test_cookies_survive_any_amount_of_churn_attached_or_not(upstream: Upstream) -> None:
     registry = SessionRegistry(idle_timeout=0.01, max_idle=2)
     accounts = [Account(site(upstream), registry=registry, isolate_cookies=True) for _ in range(5)]
     try:
@@ -80,7 +81,9 @@ async def test_cookies_survive_any_amount_of_churn_attached_or_not(upstream):
         await registry.close()
 
 
-async def test_two_hundred_concurrent_per_user_containers_each_keep_their_own_cookies(upstream):
+async def test_two_hundred_concurrent_per_user_containers_each_keep_their_own_cookies(
+    upstream: Upstream,
+) -> None:
     registry = SessionRegistry()
     accounts = [Account(site(upstream), registry=registry, isolate_cookies=True) for _ in range(200)]
     logged_in = asyncio.Barrier(200) if hasattr(asyncio, "Barrier") else None
@@ -99,7 +102,7 @@ async def test_two_hundred_concurrent_per_user_containers_each_keep_their_own_co
         await registry.close()
 
 
-async def test_per_user_containers_never_evict_the_shared_sessions_of_other_users(upstream):
+async def test_per_user_containers_never_evict_the_shared_sessions_of_other_users(upstream: Upstream) -> None:
     registry = SessionRegistry(max_idle=2)
     try:
         async with registry.session(site(upstream)) as shared:

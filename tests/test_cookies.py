@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
+from conftest import Upstream
 
 from asynctools import AbstractSessionContainer, SessionRegistry
 
@@ -18,19 +21,23 @@ class Account(AbstractSessionContainer):
             return dict((await resp.json())["cookies"])
 
 
-def site(upstream) -> str:
+def site(upstream: Upstream) -> str:
     # aiohttp's cookie jar ignores cookies of IP addresses: talk to the loopback server by name.
     return upstream.url().replace("127.0.0.1", "localhost")
 
 
-async def test_shared_sessions_share_cookies_as_one_clientsession_does(registry, upstream):
+async def test_shared_sessions_share_cookies_as_one_clientsession_does(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     alice, bob = Account(site(upstream), registry=registry), Account(site(upstream), registry=registry)
     async with alice, bob:
         await alice.login("alice")
         assert await bob.cookies_sent() == {"user": "alice"}  # documented: same key, same jar
 
 
-async def test_isolated_containers_never_see_each_others_cookies_but_share_connections(registry, upstream):
+async def test_isolated_containers_never_see_each_others_cookies_but_share_connections(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     alice = Account(site(upstream), registry=registry, isolate_cookies=True)
     bob = Account(site(upstream), registry=registry, isolate_cookies=True)
     async with alice, bob:
@@ -49,7 +56,9 @@ async def test_isolated_containers_never_see_each_others_cookies_but_share_conne
     assert alice.session is None
 
 
-async def test_the_shared_connector_outlives_its_sessions_and_closes_with_the_registry(upstream):
+async def test_the_shared_connector_outlives_its_sessions_and_closes_with_the_registry(
+    upstream: Upstream,
+) -> None:
     # Sessions come and go (idle_timeout=0 closes each at once); the connections stay warm in the
     # registry's connector until the registry closes.
     registry = SessionRegistry(idle_timeout=0)
@@ -69,7 +78,7 @@ async def test_the_shared_connector_outlives_its_sessions_and_closes_with_the_re
     assert connector.closed
 
 
-async def test_close_closes_shared_connectors_even_in_use(upstream):
+async def test_close_closes_shared_connectors_even_in_use(upstream: Upstream) -> None:
     registry = SessionRegistry()
     account = Account(site(upstream), registry=registry, isolate_cookies=True)
     await account.start_session()
@@ -81,8 +90,8 @@ async def test_close_closes_shared_connectors_even_in_use(upstream):
 
 
 @pytest.mark.parametrize("option", ["cookie_jar", "cookies", "connector"])
-async def test_isolation_refuses_a_jar_or_connector_of_the_users(option):
-    value = {"cookie_jar": aiohttp.CookieJar(), "cookies": {"a": "1"}, "connector": None}[option]
+async def test_isolation_refuses_a_jar_or_connector_of_the_users(option: str) -> None:
+    value: Any = {"cookie_jar": aiohttp.CookieJar(), "cookies": {"a": "1"}, "connector": None}[option]
     if option == "connector":
         value = aiohttp.TCPConnector()
     try:

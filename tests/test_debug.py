@@ -16,7 +16,7 @@ async def leaky(registry: SessionRegistry) -> aiohttp.ClientSession:
     return await registry.acquire("http://a.example")
 
 
-async def test_close_reports_an_acquisition_never_released_with_its_traceback():
+async def test_close_reports_an_acquisition_never_released_with_its_traceback() -> None:
     registry = SessionRegistry(debug=True)
     session = await leaky(registry)
     with pytest.warns(
@@ -30,7 +30,7 @@ async def test_close_reports_an_acquisition_never_released_with_its_traceback():
     assert "_pool.py" not in message  # asynctools' own frames are left out
 
 
-async def test_an_acquisition_released_after_close_is_not_reported():
+async def test_an_acquisition_released_after_close_is_not_reported() -> None:
     registry = SessionRegistry(debug=True)
     session = await leaky(registry)
     await registry.close()
@@ -41,7 +41,7 @@ async def test_an_acquisition_released_after_close_is_not_reported():
         gc.collect()
 
 
-async def test_released_acquisitions_leave_nothing_to_report():
+async def test_released_acquisitions_leave_nothing_to_report() -> None:
     registry = SessionRegistry(debug=True)
     for _ in range(3):
         async with registry.session("http://a.example"):
@@ -53,7 +53,7 @@ async def test_released_acquisitions_leave_nothing_to_report():
         gc.collect()
 
 
-async def test_asyncio_debug_mode_turns_it_on_and_no_debug_keeps_it_off():
+async def test_asyncio_debug_mode_turns_it_on_and_no_debug_keeps_it_off() -> None:
     loop = asyncio.get_running_loop()
     loop.set_debug(True)
     try:

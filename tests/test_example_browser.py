@@ -31,7 +31,7 @@ if not os.path.exists(CHROMIUM):
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 
-def test_the_form_squares_values_in_a_real_browser(tmp_path):
+def test_the_form_squares_values_in_a_real_browser(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     server = RunningExample()
@@ -71,7 +71,7 @@ def test_the_form_squares_values_in_a_real_browser(tmp_path):
     assert (ARTIFACTS / "example-page.png").stat().st_size > 10_000
 
 
-def test_the_page_shows_the_figures_of_a_thousand_squares(tmp_path):
+def test_the_page_shows_the_figures_of_a_thousand_squares(tmp_path: Path) -> None:
     """1,000 squares through a flaky stand-in: the page's figures, read as a person sees them."""
     from playwright.sync_api import sync_playwright
 

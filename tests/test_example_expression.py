@@ -44,7 +44,7 @@ from example.server import BadInput, parse_values
         ("123456789^2", "1.5241578750191e+16"),
     ],
 )
-def test_table(expr, printed):
+def test_table(expr: str, printed: str) -> None:
     assert format_number(evaluate(expr)) == printed
 
 
@@ -67,7 +67,7 @@ def test_table(expr, printed):
         ("1" * 1001, "longer than 1000"),
     ],
 )
-def test_malformed_expressions_are_refused(expr, words):
+def test_malformed_expressions_are_refused(expr: str, words: str) -> None:
     with pytest.raises(ExpressionError, match=re.escape(words)):
         evaluate(expr)
 
@@ -104,7 +104,7 @@ def expressions(draw: st.DrawFn, depth: int = 3) -> tuple[str, float]:
 
 
 @given(expressions())
-def test_agrees_with_python_arithmetic(case):
+def test_agrees_with_python_arithmetic(case: tuple[str, float]) -> None:
     text, expected = case
     got = evaluate(text)
     if math.isnan(expected):
@@ -114,7 +114,7 @@ def test_agrees_with_python_arithmetic(case):
 
 
 @given(expressions())
-def test_spacing_and_negation_do_not_change_the_result(case):
+def test_spacing_and_negation_do_not_change_the_result(case: tuple[str, float]) -> None:
     text, expected = case
     got = evaluate("-" + text.replace(" ", ""))
     assert math.isnan(got) if math.isnan(expected) else got == -expected
@@ -127,7 +127,7 @@ number_like = st.text(alphabet="0123456789_.eE+- \u0663\uff11infa", max_size=8)
 @example("1_000")
 @example("\u0663")
 @example(" -1.5e3 ")
-def test_the_front_end_passes_on_only_what_the_stand_in_evaluates(text):
+def test_the_front_end_passes_on_only_what_the_stand_in_evaluates(text: str) -> None:
     """What the maths server's front end accepts as a number, the embedded math API squares (no 502)."""
     try:
         (value,) = parse_values(text)

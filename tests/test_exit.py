@@ -30,7 +30,7 @@ def run(mode: str, *options: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("mode", ["idle", "paused-generator", "in-flight"])
-def test_exit_without_closing_anything_is_clean(mode):
+def test_exit_without_closing_anything_is_clean(mode: str) -> None:
     result = run(mode, "-W", "error::ResourceWarning")
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.split()[0]) >= 2  # the script really left sessions for the registry to close
@@ -39,7 +39,7 @@ def test_exit_without_closing_anything_is_clean(mode):
         assert text not in result.stderr, result.stderr
 
 
-def test_main_raising_reports_only_its_own_error():
+def test_main_raising_reports_only_its_own_error() -> None:
     result = run("raises", "-W", "error::ResourceWarning")
     assert result.returncode == 1
     assert result.stderr.rstrip().endswith("ValueError: boom")
@@ -48,7 +48,7 @@ def test_main_raising_reports_only_its_own_error():
         assert text not in result.stderr, result.stderr
 
 
-def test_an_acquisition_never_released_is_reported_with_where_it_was_made():
+def test_an_acquisition_never_released_is_reported_with_where_it_was_made() -> None:
     result = run("attached")  # -X dev turns on asyncio's debug mode, and so the registry's
     assert result.returncode == 0, result.stderr
     assert (
@@ -98,7 +98,7 @@ asyncio.run(main())
 """
 
 
-def test_a_session_acquired_after_the_shutdown_hook_ran_is_closed_with_its_connector(tmp_path):
+def test_a_session_acquired_after_the_shutdown_hook_ran_is_closed_with_its_connector(tmp_path: Path) -> None:
     script = tmp_path / "late_acquire.py"
     script.write_text(LATE_ACQUIRE)
     result = subprocess.run(

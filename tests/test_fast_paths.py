@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from conftest import Upstream
 
 from asynctools import AbstractSessionContainer, SessionRegistry, _container, attach_session
 from asynctools._idle import IdleSet
@@ -26,7 +27,7 @@ class FakeClockLoop(asyncio.SelectorEventLoop):
         return super().time() + 1000.0
 
 
-def test_the_idle_set_keeps_time_on_a_loop_with_a_clock_of_its_own():
+def test_the_idle_set_keeps_time_on_a_loop_with_a_clock_of_its_own() -> None:
     # asyncio's own loops are read through time.monotonic() directly; any other clock is asked.
     loop = FakeClockLoop()
     try:
@@ -38,7 +39,7 @@ def test_the_idle_set_keeps_time_on_a_loop_with_a_clock_of_its_own():
         loop.close()
 
 
-async def test_the_idle_set_is_read_on_the_running_loops_clock():
+async def test_the_idle_set_is_read_on_the_running_loops_clock() -> None:
     loop = asyncio.get_running_loop()
     idle: IdleSet[str] = IdleSet(loop, 10, 5.0, lambda _: None)
     before = loop.time()
@@ -47,7 +48,9 @@ async def test_the_idle_set_is_read_on_the_running_loops_clock():
     idle.drain()
 
 
-async def test_a_container_entered_again_after_its_last_exit_attaches_afresh(registry, upstream):
+async def test_a_container_entered_again_after_its_last_exit_attaches_afresh(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     api = Api(upstream.url(), registry=registry)
     for _ in range(3):
         async with api:
@@ -66,7 +69,9 @@ async def test_a_container_entered_again_after_its_last_exit_attaches_afresh(reg
     assert api.session is None
 
 
-async def test_a_session_closed_behind_our_back_between_calls_is_replaced(registry, upstream):
+async def test_a_session_closed_behind_our_back_between_calls_is_replaced(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     api = Api(upstream.url(), registry=registry)
     first = await api.session_of()
     await asyncio.sleep(0)  # idle now
@@ -81,7 +86,7 @@ async def test_a_session_closed_behind_our_back_between_calls_is_replaced(regist
     assert [s.closed for s in registry.stats().sessions] == [False]  # the closed one was not kept idle
 
 
-async def test_leases_are_given_back_once_on_every_path(upstream):
+async def test_leases_are_given_back_once_on_every_path(upstream: Upstream) -> None:
     registry = SessionRegistry(idle_timeout=0)  # every release to zero closes: a double one would show
     api = Api(upstream.url(), registry=registry)
     sessions = [await api.session_of() for _ in range(3)]
@@ -93,7 +98,9 @@ async def test_leases_are_given_back_once_on_every_path(upstream):
     await registry.close()
 
 
-async def test_a_base_url_in_use_is_worked_out_once_however_many_came_before(upstream, monkeypatch):
+async def test_a_base_url_in_use_is_worked_out_once_however_many_came_before(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # What a base URL alone gives is kept for the base URLs used last: a long-running program that has
     # seen thousands of sites still works a new one out once, not once per container.
     worked_out: list[object] = []

@@ -111,7 +111,12 @@ class Client(AbstractSessionContainer):
     ],
 )
 @pytest.mark.parametrize("attached", [True, False])
-async def test_a_fault_fails_the_call_and_leaves_the_session_healthy(serve, behaviour, error, attached):
+async def test_a_fault_fails_the_call_and_leaves_the_session_healthy(
+    serve: Callable[[Behaviour], Awaitable[str]],
+    behaviour: Behaviour,
+    error: type[BaseException] | tuple[type[BaseException], ...],
+    attached: bool,
+) -> None:
     registry = SessionRegistry()
     faulty, good = await serve(behaviour), await serve(healthy)
     # One key for both servers (no base URL): the session that met the fault serves the next call.
@@ -124,7 +129,7 @@ async def test_a_fault_fails_the_call_and_leaves_the_session_healthy(serve, beha
     stats = registry.stats()
     assert stats.created == 1
     (session,) = [s for s in registry._pools[asyncio.get_running_loop()]._entries]
-    assert session.connector is not None and len(session.connector._acquired) == 0  # type: ignore[attr-defined]
+    assert session.connector is not None and len(session.connector._acquired) == 0
     await client.close_session()
     assert registry.stats().in_use == 0
     await registry.close()

@@ -17,9 +17,7 @@ import pytest
 from asynctools import AbstractSessionContainer, attach_session
 
 
-class Forgetful(AbstractSessionContainer):
-    base_url = "http://forgetful.example"
-
+class Forgetful(AbstractSessionContainer, base_url="http://forgetful.example"):
     def __init__(self, token: str) -> None:  # no super().__init__()
         self.token = token
 
@@ -87,12 +85,12 @@ ENTRY_POINTS: dict[str, Callable[[Forgetful], Awaitable[Any]]] = {
 
 
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
-async def test_every_entry_point_raises_the_helpful_type_error(entry: str):
+async def test_every_entry_point_raises_the_helpful_type_error(entry: str) -> None:
     with pytest.raises(TypeError, match=r"super\(\)\.__init__\(\)"):
         await ENTRY_POINTS[entry](Forgetful("t"))
 
 
-def test_start_session_raises_the_helpful_type_error_even_as_a_plain_call():
+def test_start_session_raises_the_helpful_type_error_even_as_a_plain_call() -> None:
     # Outside a loop start_session() would say it needs one; inside, a plain call must not get further.
     async def main() -> None:
         with pytest.raises(TypeError, match=r"super\(\)\.__init__\(\)"):
@@ -101,7 +99,7 @@ def test_start_session_raises_the_helpful_type_error_even_as_a_plain_call():
     asyncio.run(main())
 
 
-def test_repr_and_session_still_work_on_a_forgetful_container():
+def test_repr_and_session_still_work_on_a_forgetful_container() -> None:
     c = Forgetful("t")
     assert "Forgetful" in repr(c)
     assert c.session is None

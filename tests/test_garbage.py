@@ -13,11 +13,12 @@ import asyncio
 import gc
 import inspect
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from conftest import Upstream
 
 from asynctools import AbstractSessionContainer, SessionRegistry
 
@@ -85,9 +86,11 @@ DROPS: dict[str, Callable[[SessionRegistry, str], Awaitable[int]]] = {
     "unattached helper's response": unread_response,
 }
 
+MakeRegistry = Callable[..., SessionRegistry]
+
 
 @pytest.fixture
-async def make_registry():
+async def make_registry() -> AsyncIterator[MakeRegistry]:
     made: list[SessionRegistry] = []
 
     def make(**options: Any) -> SessionRegistry:
@@ -105,8 +108,8 @@ async def make_registry():
 
 @pytest.mark.parametrize("drop", list(DROPS))
 async def test_a_dropped_acquisition_is_released_when_collected_without_a_warning(
-    drop, upstream, make_registry
-):
+    drop: str, upstream: Upstream, make_registry: MakeRegistry
+) -> None:
     registry = make_registry()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -120,8 +123,8 @@ async def test_a_dropped_acquisition_is_released_when_collected_without_a_warnin
 # before the caller even saw it: dropping it leaks nothing, so there is nothing to warn about.
 @pytest.mark.parametrize("drop", [name for name in DROPS if name != "unattached helper's response"])
 async def test_in_debug_mode_a_dropped_acquisition_warns_naming_where_it_was_made(
-    drop, upstream, make_registry
-):
+    drop: str, upstream: Upstream, make_registry: MakeRegistry
+) -> None:
     registry = make_registry(debug=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -134,7 +137,9 @@ async def test_in_debug_mode_a_dropped_acquisition_warns_naming_where_it_was_mad
     )
 
 
-async def test_the_registry_stays_usable_after_a_collected_acquisition(upstream, make_registry):
+async def test_the_registry_stays_usable_after_a_collected_acquisition(
+    upstream: Upstream, make_registry: MakeRegistry
+) -> None:
     registry = make_registry()
     await started(registry, upstream.url())
     assert await collect(registry) == 0
@@ -146,8 +151,8 @@ async def test_the_registry_stays_usable_after_a_collected_acquisition(upstream,
 
 
 async def test_a_dropped_response_whose_body_comes_later_is_released_when_it_completes(
-    upstream, make_registry
-):
+    upstream: Upstream, make_registry: MakeRegistry
+) -> None:
     # aiohttp keeps a response alive while its connection still expects body, so it cannot be collected
     # before then. Once the server finishes the body, nothing may stay counted in use.
     registry = make_registry()

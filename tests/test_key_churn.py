@@ -86,8 +86,8 @@ def assert_names(warning: warnings.WarningMessage, option: str) -> None:
     ("option", "options"), [("json_serialize", per_container_json), ("trace_configs", per_container_trace)]
 )
 async def test_the_ninth_session_differing_only_by_identity_warns_once_naming_the_option(
-    option, options, registries
-):
+    option: str, options: Callable[[], dict[str, Any]], registries: Callable[[], SessionRegistry]
+) -> None:
     registry = registries()
     with runtime_warnings() as caught:
         apis = await attach_many(registry, 8, options)
@@ -104,7 +104,7 @@ async def test_the_ninth_session_differing_only_by_identity_warns_once_naming_th
     await registry.close()
 
 
-async def test_a_connector_made_per_container_is_named(registries):
+async def test_a_connector_made_per_container_is_named(registries: Callable[[], SessionRegistry]) -> None:
     registry = registries()
     connectors = [aiohttp.TCPConnector() for _ in range(10)]
     try:
@@ -121,7 +121,9 @@ async def test_a_connector_made_per_container_is_named(registries):
             await connector.close()
 
 
-async def test_idle_sessions_left_by_unattached_calls_count_too(registries):
+async def test_idle_sessions_left_by_unattached_calls_count_too(
+    registries: Callable[[], SessionRegistry],
+) -> None:
     registry = registries()  # idle sessions stay open for 15 s: they are open sessions of the origin
     with runtime_warnings() as caught:
         for _ in range(12):
@@ -131,7 +133,9 @@ async def test_idle_sessions_left_by_unattached_calls_count_too(registries):
     await registry.close()
 
 
-async def test_sessions_differing_in_value_options_never_warn(registries):
+async def test_sessions_differing_in_value_options_never_warn(
+    registries: Callable[[], SessionRegistry],
+) -> None:
     registry = registries()
     users = itertools.count()
     with runtime_warnings() as caught:
@@ -142,7 +146,9 @@ async def test_sessions_differing_in_value_options_never_warn(registries):
     await registry.close()
 
 
-async def test_eight_shared_sessions_of_one_origin_never_warn(registries):
+async def test_eight_shared_sessions_of_one_origin_never_warn(
+    registries: Callable[[], SessionRegistry],
+) -> None:
     registry = registries()
     with runtime_warnings() as caught:
         apis = await attach_many(registry, 8, per_container_json)
@@ -153,7 +159,9 @@ async def test_eight_shared_sessions_of_one_origin_never_warn(registries):
     await registry.close()
 
 
-async def test_the_warning_comes_again_for_another_origin_option_registry_or_loop(registries):
+async def test_the_warning_comes_again_for_another_origin_option_registry_or_loop(
+    registries: Callable[[], SessionRegistry],
+) -> None:
     registry = registries()
     with runtime_warnings() as caught:
         apis = await attach_many(registry, 9, per_container_json)

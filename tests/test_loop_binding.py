@@ -19,11 +19,13 @@ import os
 import threading
 import warnings
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import Upstream
 
 from asynctools import AbstractSessionContainer, SessionRegistry, attach_session
 
@@ -47,7 +49,9 @@ class Echo(AbstractSessionContainer):
             return str((await resp.json())["path"])
 
     @attach_session
-    async def probe_lines(self, forbidden: object, session: aiohttp.ClientSession | None = None):
+    async def probe_lines(
+        self, forbidden: object, session: aiohttp.ClientSession | None = None
+    ) -> AsyncIterator[str]:
         assert session is not None and self.base_url is not None
         if session is forbidden:
             yield FORBIDDEN
@@ -98,8 +102,8 @@ def describe(session: object, attached: object) -> str:
 
 
 async def test_an_attached_container_is_unattached_on_another_threads_loop(
-    registry: SessionRegistry, upstream
-):
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     api = Echo(upstream.url(), registry=registry)
     async with api:
         attached = api.session
@@ -129,7 +133,9 @@ async def test_an_attached_container_is_unattached_on_another_threads_loop(
     assert registry.stats().in_use == 0
 
 
-async def test_entering_on_another_loop_attaches_anew_there(registry: SessionRegistry, upstream):
+async def test_entering_on_another_loop_attaches_anew_there(
+    registry: SessionRegistry, upstream: Upstream
+) -> None:
     api = Echo(upstream.url(), registry=registry)
     await api.start_session()
     attached = api.session
@@ -158,7 +164,7 @@ async def test_entering_on_another_loop_attaches_anew_there(registry: SessionReg
     assert registry.stats().in_use == 0
 
 
-def test_a_start_session_never_closed_works_in_every_later_asyncio_run():
+def test_a_start_session_never_closed_works_in_every_later_asyncio_run() -> None:
     server = ThreadServer()
     registry = SessionRegistry()
     api = Echo(server.url, registry=registry)
@@ -189,7 +195,7 @@ def test_a_start_session_never_closed_works_in_every_later_asyncio_run():
         server.stop()
 
 
-def test_a_container_attached_with_async_with_on_a_loop_that_closed_is_dropped():
+def test_a_container_attached_with_async_with_on_a_loop_that_closed_is_dropped() -> None:
     server = ThreadServer()
     registry = SessionRegistry()
     api = Echo(server.url, registry=registry)
@@ -210,7 +216,7 @@ def test_a_container_attached_with_async_with_on_a_loop_that_closed_is_dropped()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
-def test_a_forked_child_gets_fresh_sessions_and_the_parents_keep_working():
+def test_a_forked_child_gets_fresh_sessions_and_the_parents_keep_working() -> None:
     server = ThreadServer()
     registry = SessionRegistry()
     api = Echo(server.url, registry=registry)

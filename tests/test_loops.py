@@ -46,7 +46,7 @@ def open_sessions() -> list[aiohttp.ClientSession]:
     return [o for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed]
 
 
-def test_a_hundred_asyncio_runs_in_a_row_leave_nothing_behind():
+def test_a_hundred_asyncio_runs_in_a_row_leave_nothing_behind() -> None:
     loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
     sessions: list[int] = []
 
@@ -71,7 +71,7 @@ def test_a_hundred_asyncio_runs_in_a_row_leave_nothing_behind():
     assert [ref() for ref in loops if ref() is not None] == []
 
 
-def test_threads_with_their_own_loops_share_one_registry_safely():
+def test_threads_with_their_own_loops_share_one_registry_safely() -> None:
     registry = SessionRegistry()
     handed_out: dict[int, list[aiohttp.ClientSession]] = {}
     errors: list[BaseException] = []
@@ -86,7 +86,7 @@ def test_threads_with_their_own_loops_share_one_registry_safely():
             assert paths == [f"/{index}/{i}" for i in range(50)]
             async with registry.session() as session:
                 handed_out[index] = [session]
-                assert session._loop is asyncio.get_running_loop()  # type: ignore[attr-defined]
+                assert session._loop is asyncio.get_running_loop()
         finally:
             await runner.cleanup()
 
@@ -110,7 +110,7 @@ def test_threads_with_their_own_loops_share_one_registry_safely():
 # The careless half of this test leaks a session on purpose: aiohttp reports it when it is collected.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
-def test_a_loop_closed_without_shutdown_is_forgotten_by_the_next_loop():
+def test_a_loop_closed_without_shutdown_is_forgotten_by_the_next_loop() -> None:
     registry = SessionRegistry()
     loop = asyncio.new_event_loop()
     session = loop.run_until_complete(registry.acquire())
@@ -141,7 +141,7 @@ def test_a_loop_closed_without_shutdown_is_forgotten_by_the_next_loop():
 # The careless loop leaves its session unclosed on purpose: aiohttp reports it when it is collected.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
-def test_releases_from_a_loop_closed_without_shutdown_only_count_down():
+def test_releases_from_a_loop_closed_without_shutdown_only_count_down() -> None:
     registry = SessionRegistry()
 
     class Api(AbstractSessionContainer):

@@ -121,6 +121,7 @@ async def test_errors_and_pool_figures_and_no_path_anywhere(server: TestServer, 
         refused = sock.getsockname()[1]
     book = SiteMetricsBook()
     instrumentation = otel.instrument(book, meters.provider)
+    assert server.port is not None  # started by the fixture
     site = book.site(("http", "127.0.0.1", server.port))
     site.count_acquisition()
     site.set_sessions(open=3, idle=1)

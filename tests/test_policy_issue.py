@@ -83,8 +83,7 @@ async def serve(handler: Handler) -> AsyncIterator[str]:
 
 
 def api_class(base: str, site_policy: SitePolicy) -> type[AbstractSessionContainer]:
-    class Api(AbstractSessionContainer):
-        base_url = base
+    class Api(AbstractSessionContainer, base_url=base):
         policy = site_policy
 
     return Api
@@ -484,7 +483,7 @@ async def test_redis_stopped_mid_run_fails_closed_and_sends_nothing(redis_url: I
         figures = site(registry)
         assert_all_counts_zero(registry)
     assert results[:2] == [200, 200] or sorted(map(str, results)).count("200") == 2
-    errors = [result for result in results + later if not isinstance(result, int)]
+    errors = [result for result in [*results, *later] if not isinstance(result, int)]
     assert len(errors) == 5 and all(isinstance(error, RedisLimitError) for error in errors), errors
     assert len(arrivals.times) == 2  # nothing sent unaccounted
     assert figures.redis_errors == 5  # the requests refused (places given back later are not counted)

@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 import aiohttp
 import pytest
@@ -178,11 +179,13 @@ async def places(client: redis.asyncio.Redis, prefix: str) -> list[tuple[bytes, 
     """Every place under *prefix*: (name, score, seconds from Redis's clock now to when it stops counting)."""
     seconds, micros = await client.time()
     now = seconds + micros / 1e6
-    found = []
-    for key in await client.keys(f"{prefix}:*"):
+    found: list[tuple[bytes, float, float]] = []
+    # The client does not decode responses: names are bytes, and scores floats (score_cast_func).
+    for key in cast("list[bytes]", await client.keys(f"{prefix}:*")):
         if key.endswith(b":gone"):  # places given back before they were taken, not places
             continue
-        for name, score in await client.zrange(key, 0, -1, withscores=True):
+        members = cast("list[tuple[bytes, float]]", await client.zrange(key, 0, -1, withscores=True))
+        for name, score in members:
             found.append((name, score, score - now))
     return found
 
@@ -261,6 +264,7 @@ async def test_a_give_back_that_reaches_redis_before_its_acquire_leaves_no_place
         assert await places(client, prefix) == []
     # The whole limit (1) is free for the next limiter on this window.
     other = make_limiter(rate, "http://127.0.0.1")
+    assert isinstance(other, RedisLimiter)
     other.finish(await other.acquire())
     await other.aclose()
     assert other.figures.waits == 0
@@ -273,6 +277,7 @@ async def test_equal_limits_spelt_differently_count_in_one_window(redis_url: str
     for limiter in limiters:
         limiter.finish(await limiter.acquire())
     for limiter in limiters:
+        assert isinstance(limiter, RedisLimiter)
         await limiter.aclose()
     async with redis_client(redis_url) as client:
         assert len(await client.keys(f"{prefix}:*")) == 1
@@ -282,6 +287,7 @@ async def test_equal_limits_spelt_differently_count_in_one_window(redis_url: str
 async def test_a_place_finished_after_the_limiter_closed_opens_no_connection(redis_url: str) -> None:
     prefix = f"test-{uuid.uuid4().hex}"
     limiter = make_limiter(RateLimit(2, per=60, redis=RedisLimit(redis_url, prefix=prefix)), "http://h")
+    assert isinstance(limiter, RedisLimiter)
     place = await limiter.acquire()
     await limiter.aclose()
     limiter.finish(place)  # a request answered after registry.close(): nothing to send it with

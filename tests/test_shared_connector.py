@@ -20,7 +20,7 @@ async def get_echo(session: aiohttp.ClientSession, upstream: Upstream) -> dict[s
         return data
 
 
-async def test_sessions_with_different_options_share_connections_but_not_headers(upstream):
+async def test_sessions_with_different_options_share_connections_but_not_headers(upstream: Upstream) -> None:
     registry = SessionRegistry()
     async with registry.session(upstream.url(), headers={"Authorization": "token A"}) as a:
         first = await get_echo(a, upstream)
@@ -33,7 +33,7 @@ async def test_sessions_with_different_options_share_connections_but_not_headers
     await registry.close()
 
 
-async def test_a_session_closed_when_idle_leaves_its_connections_warm(upstream):
+async def test_a_session_closed_when_idle_leaves_its_connections_warm(upstream: Upstream) -> None:
     registry = SessionRegistry(idle_timeout=0)  # every session closes as its last user leaves
     for _ in range(3):
         async with registry.session(upstream.url()) as session:
@@ -44,7 +44,7 @@ async def test_a_session_closed_when_idle_leaves_its_connections_warm(upstream):
     await registry.close()
 
 
-async def test_a_users_connector_is_theirs_alone_and_never_closed(upstream):
+async def test_a_users_connector_is_theirs_alone_and_never_closed(upstream: Upstream) -> None:
     registry = SessionRegistry()
     mine = aiohttp.TCPConnector()
     try:
@@ -61,7 +61,7 @@ async def test_a_users_connector_is_theirs_alone_and_never_closed(upstream):
         await mine.close()
 
 
-async def test_options_that_build_a_connector_get_their_own(upstream):
+async def test_options_that_build_a_connector_get_their_own(upstream: Upstream) -> None:
     registry = SessionRegistry()
     async with (
         registry.session(upstream.url()) as shared,
@@ -73,7 +73,7 @@ async def test_options_that_build_a_connector_get_their_own(upstream):
     assert connector is not None and connector.closed and other.closed  # ours: closed with its session
 
 
-async def test_close_closes_the_shared_connector_and_every_session_on_it(upstream):
+async def test_close_closes_the_shared_connector_and_every_session_on_it(upstream: Upstream) -> None:
     registry = SessionRegistry()
     sessions = [await registry.acquire(upstream.url(), headers={"X-N": str(n)}) for n in range(3)]
     connector = sessions[0].connector
@@ -100,7 +100,9 @@ def connections(registry: SessionRegistry) -> tuple[int, int, int, int]:
     return site.connections_opened, site.connections_active, site.connections_idle, site.connections_closed
 
 
-async def test_metrics_count_a_connection_active_then_idle_then_closed_with_its_duration(upstream):
+async def test_metrics_count_a_connection_active_then_idle_then_closed_with_its_duration(
+    upstream: Upstream,
+) -> None:
     registry = SessionRegistry(metrics=True)
     async with registry.session(upstream.url()) as session:
         request = asyncio.create_task(session.get(upstream.url("/wait")))
@@ -121,7 +123,7 @@ async def test_metrics_count_a_connection_active_then_idle_then_closed_with_its_
     assert 0 < site.connection_time < 60
 
 
-async def test_metrics_count_a_connection_the_server_drops(upstream_dropping):
+async def test_metrics_count_a_connection_the_server_drops(upstream_dropping: DroppingUpstream) -> None:
     registry = SessionRegistry(metrics=True)
     async with registry.session(upstream_dropping.url) as session:
         for n in (1, 2):
@@ -139,7 +141,7 @@ async def test_metrics_count_a_connection_the_server_drops(upstream_dropping):
     assert connections(registry) == (2, 0, 0, 2)
 
 
-async def test_metrics_count_a_connection_closed_by_the_response(upstream):
+async def test_metrics_count_a_connection_closed_by_the_response(upstream: Upstream) -> None:
     registry = SessionRegistry(metrics=True)
     async with registry.session(upstream.url(), headers={"Connection": "close"}) as session:
         await get_echo(session, upstream)
@@ -149,7 +151,7 @@ async def test_metrics_count_a_connection_closed_by_the_response(upstream):
     await registry.close()
 
 
-async def test_a_refused_connection_is_never_open(upstream):
+async def test_a_refused_connection_is_never_open(upstream: Upstream) -> None:
     registry = SessionRegistry(metrics=True)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -161,7 +163,7 @@ async def test_a_refused_connection_is_never_open(upstream):
     await registry.close()
 
 
-async def test_a_users_connector_is_not_observed(upstream):
+async def test_a_users_connector_is_not_observed(upstream: Upstream) -> None:
     registry = SessionRegistry(metrics=True)
     async with aiohttp.TCPConnector() as mine:
         async with registry.session(upstream.url(), connector=mine) as own:
@@ -171,7 +173,7 @@ async def test_a_users_connector_is_not_observed(upstream):
         await registry.close()
 
 
-async def test_no_observing_connector_without_metrics(upstream):
+async def test_no_observing_connector_without_metrics(upstream: Upstream) -> None:
     registry = SessionRegistry()
     async with registry.session(upstream.url()) as session:
         assert type(session.connector) is aiohttp.TCPConnector

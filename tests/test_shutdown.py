@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from conftest import Upstream
 
 from asynctools import AbstractSessionContainer, SessionRegistry, attach_session
 
@@ -78,51 +79,57 @@ def finally_lines(out: str) -> set[str]:
     return {line for line in out.splitlines() if line.startswith("finally ")}
 
 
-async def test_asyncio_run_lets_finally_blocks_make_requests_then_closes_everything(upstream):
+async def test_asyncio_run_lets_finally_blocks_make_requests_then_closes_everything(
+    upstream: Upstream,
+) -> None:
     code, out, err = await run_script("asyncio-run", upstream.url())
     assert finally_lines(out) == TASK_LINES | GENERATOR_LINES, out
     assert_clean(code, out, err)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is new in Python 3.11")
-async def test_asyncio_runner_lets_finally_blocks_make_requests_then_closes_everything(upstream):
+async def test_asyncio_runner_lets_finally_blocks_make_requests_then_closes_everything(
+    upstream: Upstream,
+) -> None:
     code, out, err = await run_script("runner", upstream.url())
     assert finally_lines(out) == TASK_LINES | GENERATOR_LINES, out
     assert_clean(code, out, err)
 
 
-async def test_web_run_app_lets_finally_blocks_make_requests_then_closes_everything(upstream):
+async def test_web_run_app_lets_finally_blocks_make_requests_then_closes_everything(
+    upstream: Upstream,
+) -> None:
     code, out, err = await run_script("run-app", upstream.url())
     assert finally_lines(out) == TASK_LINES | GENERATOR_LINES, out
     assert_clean(code, out, err)
 
 
-async def test_a_hand_driven_loop_with_shutdown_asyncgens_is_clean(upstream):
+async def test_a_hand_driven_loop_with_shutdown_asyncgens_is_clean(upstream: Upstream) -> None:
     code, out, err = await run_script("by-hand", upstream.url())
     assert finally_lines(out) == TASK_LINES | GENERATOR_LINES, out
     assert_clean(code, out, err)
 
 
-async def test_a_loop_shut_down_the_old_pytest_asyncio_way_is_clean(upstream):
+async def test_a_loop_shut_down_the_old_pytest_asyncio_way_is_clean(upstream: Upstream) -> None:
     # run_until_complete(main); run_until_complete(shutdown_asyncgens()); close(): no task is cancelled.
     code, out, err = await run_script("old-pytest-asyncio", upstream.url())
     assert finally_lines(out) == GENERATOR_LINES, out
     assert_clean(code, out, err)
 
 
-async def test_sessions_expiring_in_the_last_ticks_are_closed_at_exit(upstream):
+async def test_sessions_expiring_in_the_last_ticks_are_closed_at_exit(upstream: Upstream) -> None:
     code, out, err = await run_script("churn-ttl", upstream.url())
     assert "churn: ok" in out, out + err
     assert_clean(code, out, err)
 
 
-async def test_sessions_evicted_in_the_last_ticks_are_closed_at_exit(upstream):
+async def test_sessions_evicted_in_the_last_ticks_are_closed_at_exit(upstream: Upstream) -> None:
     code, out, err = await run_script("churn-lru", upstream.url())
     assert "churn: ok" in out, out + err
     assert_clean(code, out, err)
 
 
-async def test_the_registry_leaves_no_task_for_wait_for_every_other_task_code(upstream):
+async def test_the_registry_leaves_no_task_for_wait_for_every_other_task_code(upstream: Upstream) -> None:
     code, out, err = await run_script("wait-all", upstream.url())
     assert "other tasks: []" in out, f"tasks left running after the registry's sessions closed: {out}"
     assert_clean(code, out, err)
@@ -146,7 +153,7 @@ class Api(AbstractSessionContainer):
             return resp.status
 
 
-async def test_the_first_acquisition_keeps_no_callers_contextvars_alive(upstream):
+async def test_the_first_acquisition_keeps_no_callers_contextvars_alive(upstream: Upstream) -> None:
     registry = SessionRegistry()  # a new registry: this loop's first acquisition happens in the task
     refs: list[weakref.ref[Payload]] = []
 
@@ -171,7 +178,7 @@ async def test_the_first_acquisition_keeps_no_callers_contextvars_alive(upstream
         await registry.close()
 
 
-async def test_a_container_entered_first_in_a_task_keeps_no_contextvars_alive(upstream):
+async def test_a_container_entered_first_in_a_task_keeps_no_contextvars_alive(upstream: Upstream) -> None:
     registry = SessionRegistry()
     refs: list[weakref.ref[Payload]] = []
 

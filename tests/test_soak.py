@@ -13,7 +13,7 @@ SOAK = Path(__file__).parent / "soak.py"
 
 
 @pytest.mark.slow  # an 8 s run of tests/soak.py
-def test_short_soak_leaves_nothing_behind():
+def test_short_soak_leaves_nothing_behind() -> None:
     result = subprocess.run(
         [sys.executable, "-X", "dev", str(SOAK), "--seconds", "8", "--calls", "10"],
         capture_output=True,

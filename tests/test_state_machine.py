@@ -108,10 +108,10 @@ class RegistryMachine(RuleBasedStateMachine):
         assert stats.created == self.created
         users = sorted(s.users for s in stats.sessions if s.users)
         live = (
-            {s for s in holders if s in self.registry._pools.get(self.loop, {})._entries}
+            {s for s in holders if s in self.registry._pools.get(self.loop, {})._entries}  # type: ignore[union-attr]
             if stats.sessions
             else set()
-        )  # type: ignore[attr-defined]
+        )
         assert users == sorted(holders[s] for s in live)
 
     def teardown(self) -> None:

@@ -15,17 +15,17 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_mypy_strict_on_the_package_and_the_example():
+def test_mypy_strict_on_the_package_and_the_example() -> None:
     result = run("mypy", "--strict", "asynctools", "example")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_decorated_methods_keep_their_signatures_for_type_checkers():
+def test_decorated_methods_keep_their_signatures_for_type_checkers() -> None:
     result = run("mypy", "--strict", "tests/typing/usage.py")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_mypy_notices_a_wrong_call(tmp_path):
+def test_mypy_notices_a_wrong_call(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.py"
     wrong.write_text(
         (ROOT / "tests/typing/usage.py")
@@ -41,7 +41,7 @@ def test_mypy_notices_a_wrong_call(tmp_path):
     assert 'base class "AbstractSessionContainer" defined the type as "URL | None"' in result.stdout
 
 
-def test_ruff_check_and_format():
+def test_ruff_check_and_format() -> None:
     check = run("ruff", "check", ".")
     assert check.returncode == 0, check.stdout + check.stderr
     fmt = run("ruff", "format", "--check", ".")

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 import aiohttp
+from conftest import Upstream
 
 from asynctools import AbstractSessionContainer, SessionRegistry, attach_session
 
@@ -33,7 +34,7 @@ class JumpyLoop(asyncio.SelectorEventLoop):
         return super().time() + self.offset
 
 
-def test_idle_sessions_close_when_the_clock_moves_between_two_reads():
+def test_idle_sessions_close_when_the_clock_moves_between_two_reads() -> None:
     loop = JumpyLoop(step=0.4)
     reports: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: reports.append(context))
@@ -76,7 +77,7 @@ THREADS = 16
 ITERATIONS = 20
 
 
-async def test_sixteen_threads_with_their_own_loops_share_one_registry(upstream):
+async def test_sixteen_threads_with_their_own_loops_share_one_registry(upstream: Upstream) -> None:
     registry = SessionRegistry(idle_timeout=0.005, max_idle=3)  # idle sessions expire and are evicted too
     url = upstream.url()
     errors: list[str] = []
@@ -92,7 +93,8 @@ async def test_sixteen_threads_with_their_own_loops_share_one_registry(upstream)
             other = Api(url, registry=registry, headers={"X-Key": str(i % 5)})
             async with api:
                 got = await asyncio.gather(api.echo(f"{index}-{i}"), other.echo(f"{index}-{i}-other"))
-                assert got == [f"{index}-{i}", f"{index}-{i}-other"]
+                # gather() returns a list; typeshed types it as a tuple.
+                assert got == [f"{index}-{i}", f"{index}-{i}-other"]  # type: ignore[comparison-overlap]
             session = await registry.acquire(url, headers={"X-Thread": str(index % 3)})
             try:
                 async with session.get(url.rstrip("/") + "/echo") as resp:

@@ -38,14 +38,16 @@ def assert_untouched(registry: SessionRegistry) -> None:
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "debug"])
-async def bad_registry(request) -> AsyncIterator[SessionRegistry]:
+async def bad_registry(request: pytest.FixtureRequest) -> AsyncIterator[SessionRegistry]:
     registry = SessionRegistry(debug=request.param)
     yield registry
     await registry.close()
 
 
 @pytest.mark.parametrize("char", BAD_HOST_CHARACTERS, ids=[f"{ord(c):02x}" for c in BAD_HOST_CHARACTERS])
-async def test_a_container_with_a_bad_host_is_refused_naming_it(char: str, bad_registry: SessionRegistry):
+async def test_a_container_with_a_bad_host_is_refused_naming_it(
+    char: str, bad_registry: SessionRegistry
+) -> None:
     host = f"api{char}x.example"
     with pytest.raises(ValueError) as caught:
         Api(f"http://{host}/v1/", registry=bad_registry)
@@ -58,7 +60,7 @@ async def test_a_container_with_a_bad_host_is_refused_naming_it(char: str, bad_r
 @pytest.mark.parametrize("char", BAD_HOST_CHARACTERS, ids=[f"{ord(c):02x}" for c in BAD_HOST_CHARACTERS])
 async def test_acquire_with_a_bad_host_is_refused_and_counts_nothing(
     char: str, bad_registry: SessionRegistry
-):
+) -> None:
     host = f"api{char}x.example"
     try:
         session = await bad_registry.acquire(f"http://{host}/")
@@ -73,7 +75,9 @@ async def test_acquire_with_a_bad_host_is_refused_and_counts_nothing(
 
 
 @pytest.mark.parametrize("char", [" ", "<", "|", "^", "\x00"], ids=["20", "3c", "7c", "5e", "00"])
-async def test_session_with_a_bad_host_is_refused_before_entering(char: str, bad_registry: SessionRegistry):
+async def test_session_with_a_bad_host_is_refused_before_entering(
+    char: str, bad_registry: SessionRegistry
+) -> None:
     host = f"api{char}x.example"
     with pytest.raises(ValueError) as caught:
         bad_registry.session(f"https://{host}:8443/")
@@ -81,7 +85,7 @@ async def test_session_with_a_bad_host_is_refused_before_entering(char: str, bad
     assert_untouched(bad_registry)
 
 
-async def test_a_bad_host_given_as_a_yarl_url_is_refused_too(bad_registry: SessionRegistry):
+async def test_a_bad_host_given_as_a_yarl_url_is_refused_too(bad_registry: SessionRegistry) -> None:
     url = URL("http://a b.example/")
     assert url.raw_host == "a b.example"  # yarl itself lets it through
     with pytest.raises(ValueError, match=r"a b\.example"):
@@ -96,7 +100,7 @@ async def test_a_bad_host_given_as_a_yarl_url_is_refused_too(bad_registry: Sessi
     assert_untouched(bad_registry)
 
 
-async def test_a_bad_host_does_not_break_a_registry_already_in_use(bad_registry: SessionRegistry):
+async def test_a_bad_host_does_not_break_a_registry_already_in_use(bad_registry: SessionRegistry) -> None:
     good = await bad_registry.acquire("http://good.example")
     try:
         with pytest.raises(ValueError):
@@ -149,7 +153,7 @@ JOINS = [
 @pytest.mark.parametrize(("base_path", "relative", "expected"), JOINS)
 async def test_relative_urls_keep_percent_encoded_segments_as_aiohttp_base_url_does(
     raw_server: TestServer, registry: SessionRegistry, base_path: str, relative: str, expected: str
-):
+) -> None:
     base = str(raw_server.make_url("/")).rstrip("/") + base_path
     async with aiohttp.ClientSession(base_url=base) as session, session.get(relative) as resp:
         assert await resp.text() == expected  # aiohttp's own join: the reference
@@ -168,7 +172,7 @@ async def test_relative_urls_keep_percent_encoded_segments_as_aiohttp_base_url_d
 )
 async def test_a_base_url_without_trailing_slash_keeps_its_encoded_segments(
     raw_server: TestServer, registry: SessionRegistry, base_path: str, relative: str, expected: str
-):
+) -> None:
     base = str(raw_server.make_url("/")).rstrip("/") + base_path
     api = Api(base, registry=registry)
     assert await api.raw_path(relative) == expected

@@ -11,13 +11,14 @@ import asyncio
 import socket
 import sys
 import threading
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 import asynctools
 
-kept = []  # keeps the paused generator alive until the loop shuts down
+kept: list[object] = []  # keeps the paused generator alive until the loop shuts down
 
 
 class Api(asynctools.AbstractSessionContainer):
@@ -28,7 +29,7 @@ class Api(asynctools.AbstractSessionContainer):
             return await resp.text()
 
     @asynctools.attach_session
-    async def lines(self, path: str, session: aiohttp.ClientSession | None = None):
+    async def lines(self, path: str, session: aiohttp.ClientSession | None = None) -> AsyncIterator[bytes]:
         assert session is not None
         async with session.get(path) as resp:
             async for line in resp.content:
