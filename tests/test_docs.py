@@ -200,6 +200,7 @@ def imports_available(source: str) -> bool:
     return all(importlib.util.find_spec(module.split(".")[0]) is not None for module in modules)
 
 
+@pytest.mark.slow  # runs mypy
 def test_snippets_type_check(tmp_path: Path) -> None:
     """Every snippet (docs and README) whose imports are installed passes mypy --strict."""
     files = []
@@ -235,6 +236,7 @@ def test_every_page_is_covered() -> None:
     assert len(DOC_SNIPPETS) >= 15
 
 
+@pytest.mark.slow  # runs sphinx-build
 def test_the_build_is_warning_free(tmp_path: Path) -> None:
     """sphinx-build -W -n: a warning, a broken reference or a docstring reStructuredText rejects fails."""
     for module in ("sphinx", "myst_parser", "furo"):

@@ -377,6 +377,7 @@ async def test_cancelled_while_waiting_for_the_limiter_leaves_every_count_at_zer
 # --- rate limit accuracy in-process -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 1,000 calls at 50 a second: 20 s
 async def test_a_burst_of_1000_calls_never_exceeds_50_in_any_second() -> None:
     arrivals = Arrivals(200)
     async with serve(arrivals) as base, SessionRegistry() as registry:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+from conftest import Upstream
 
 from asynctools import AbstractSessionContainer, SessionRegistry, attach_session
 
@@ -16,7 +17,7 @@ class Echo(AbstractSessionContainer):
             return resp.status
 
 
-async def test_metrics_count_requests_and_connection_reuse_per_site(upstream):
+async def test_metrics_count_requests_and_connection_reuse_per_site(upstream: Upstream) -> None:
     registry = SessionRegistry(metrics=True)
     seen: list[str] = []
     mine = aiohttp.TraceConfig()
@@ -39,7 +40,7 @@ async def test_metrics_count_requests_and_connection_reuse_per_site(upstream):
     await registry.close()
 
 
-async def test_no_metrics_by_default(upstream):
+async def test_no_metrics_by_default(upstream: Upstream) -> None:
     registry = SessionRegistry()
     assert registry.metrics is None
     assert await Echo(upstream.url(), registry=registry).status() == 200

@@ -1,10 +1,14 @@
-"""The package type-checks under mypy --strict, keeps signatures for its users, and is ruff-clean."""
+"""The package and the suite type-check under mypy --strict, keep signatures for users, and are ruff-clean.
+
+Whole-tool runs, hence slow (``pytest -m "not slow"`` leaves them out; the README's command runs them)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parent.parent
 
@@ -15,8 +19,17 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+pytestmark = pytest.mark.slow
+
+
 def test_mypy_strict_on_the_package_and_the_example() -> None:
     result = run("mypy", "--strict", "asynctools", "example")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_on_the_tests() -> None:
+    # As users' typed code is checked: fixtures, helpers and every call into the package annotated.
+    result = run("mypy", "--strict", "tests")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
