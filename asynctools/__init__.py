@@ -7,7 +7,16 @@ container that talks to the same site shares one ``ClientSession`` through a ``S
 from ._container import AbstractSessionContainer
 from ._decorators import attach_named_session, attach_session
 from ._metrics import SiteMetricsSnapshot
-from ._policy import RateLimit, RedisLimit, RedisLimitError, Retry, RetryError, SitePolicy, SiteStats
+from ._policy import (
+    PolicyBypassError,
+    RateLimit,
+    RedisLimit,
+    RedisLimitError,
+    Retry,
+    RetryError,
+    SitePolicy,
+    SiteStats,
+)
 from ._registry import SessionLease, SessionRegistry, default_registry
 from ._request import ResponseContext
 from ._stats import RegistryStats, SessionStats
@@ -16,6 +25,7 @@ __version__ = "1.0.0"
 
 __all__ = (
     "AbstractSessionContainer",
+    "PolicyBypassError",
     "RateLimit",
     "RedisLimit",
     "RedisLimitError",

@@ -54,10 +54,13 @@ class SharedConnector:
         cookie_jar: AbstractCookieJar | None = None,
         middlewares: tuple[Any, ...] = (),
         trace_configs: tuple[Any, ...] = (),
+        request_class: type[ClientRequest] | None = None,
     ) -> ClientSession:
-        """A new session for *key* (with *cookie_jar*, if given, *middlewares* before the user's own and
-        *trace_configs* after theirs), on the shared connector if it may."""
+        """A new session for *key* (with *cookie_jar* and *request_class*, if given, *middlewares* before
+        the user's own and *trace_configs* after theirs), on the shared connector if it may."""
         kwargs = key.build_kwargs()
+        if request_class is not None:
+            kwargs["request_class"] = request_class
         if cookie_jar is not None:
             kwargs["cookie_jar"] = cookie_jar
         if middlewares:

@@ -189,7 +189,7 @@ def parse_url(url: object) -> URL | None:
 
 
 def parse_origin(url: object) -> Origin | None:
-    """Return the normalised origin of *url*: scheme, lower-cased host and effective port.
+    """Return the normalised origin of *url* (see ``origin_of``): scheme, host and effective port.
 
     ``URL("http://a:80").origin()`` and ``URL("http://a").origin()`` compare unequal in yarl, so the
     origin is rebuilt here from ``URL.port``, which fills in the scheme's default port.
@@ -200,7 +200,18 @@ def parse_origin(url: object) -> Origin | None:
         return None
     assert parsed.raw_host is not None and parsed.port is not None  # parse_url checked the host
     # raw_host: the ASCII (IDNA-encoded) form; URL.host would decode IDNA on every call.
-    return (parsed.scheme, parsed.raw_host.lower(), parsed.port)
+    return origin_of(parsed.scheme, parsed.raw_host, parsed.port)
+
+
+def origin_of(scheme: str, raw_host: str, port: int) -> Origin:
+    """The origin of a URL's scheme, raw (ASCII) host and effective port: the host lower-cased and
+    without the trailing dot of a fully qualified name (``example.com.``), since both spellings reach
+    one server, which sees one ``Host``. Keys, policies, metrics and Redis keys all use this one form.
+    """
+    host = raw_host.lower()
+    if host.endswith("."):
+        host = host[:-1]
+    return (scheme.lower(), host, port)
 
 
 def check_session_kwargs(session_kwargs: Mapping[str, object]) -> None:

@@ -34,7 +34,7 @@ from aiohttp import (
 from aiohttp.connector import Connection
 from yarl import URL
 
-from ._keys import Origin, origin_text
+from ._keys import Origin, origin_of, origin_text
 
 __all__ = (
     "LATENCY_BOUNDS",
@@ -297,10 +297,10 @@ class SiteMetricsBook:
         found = self._by_url.get((url.scheme, url.raw_host, url.port))
         if found is not None:
             return found
-        scheme, host, port = url.scheme.lower(), url.raw_host, url.port
-        if host is None or port is None or scheme not in _DEFAULT_PORTS:
+        host, port = url.raw_host, url.port
+        if host is None or port is None or url.scheme.lower() not in _DEFAULT_PORTS:
             return None
-        origin = (scheme, host.lower(), port)
+        origin = origin_of(url.scheme, host, port)
         found = self._sites.get(origin)
         if found is None:
             if len(self._sites) >= self.max_sites:

@@ -8,7 +8,8 @@ import warnings
 from collections.abc import Callable
 from typing import Protocol
 
-from aiohttp import ClientSession, CookieJar, TraceConfig
+from aiohttp import ClientRequest, ClientSession, CookieJar, TraceConfig
+from yarl import URL
 
 from ._closer import Closer
 from ._connector import SharedConnector
@@ -17,7 +18,7 @@ from ._idle import IdleSet
 from ._keys import Origin, SessionKey, origin_text
 from ._lease import Entry, HeldLease, Lease
 from ._metrics import SiteMetricsBook
-from ._policy import SiteState, Spelling, site_middleware
+from ._policy import SiteState, Spelling, policed_request_class, site_middleware, state_lookup
 from ._shutdown import ShutdownHook
 from ._site_policies import PolicyBook
 from ._stats import RegistryStats, SessionStats
@@ -113,6 +114,9 @@ class LoopPool:
         # cleared (whenever an answer may change), never replaced.
         self._spellings: dict[Spelling, SiteState | None] = {}
         self._middleware = site_middleware(self._spellings, self._site_state)
+        self._state_of = state_lookup(self._spellings, self._site_state)
+        # The request class of sessions built while policies exist, per the user's own request_class.
+        self._policed: dict[type[ClientRequest], type[ClientRequest]] = {}
         self._site_metrics = owner.metrics  # per origin traffic figures, with metrics=True
         self._hook: ShutdownHook | None = None if shut_down else ShutdownHook(self._shutdown)
 
@@ -183,11 +187,13 @@ class LoopPool:
         self._warn_of_churn(key)
         # Created before anything is counted: if aiohttp refuses the arguments, nothing changed.
         jar = None if key.isolation is None else key.isolation.cookie_jar(CookieJar)
+        policed = bool(self._policies)
         session = self._connector.session(
             key,
             jar,
-            (self._middleware,) if self._policies else (),
+            (self._middleware,) if policed else (),
             self._owner._session_trace_configs(),
+            self._request_class(key) if policed else None,
         )
         idle = self._idle if key.isolation is None else self._idle_isolated
         entry = Entry(key, session, self, self.loop, idle)
@@ -210,6 +216,19 @@ class LoopPool:
         if state is None:
             state = self._sites[origin] = SiteState(policy, origin_text(origin))
         return state
+
+    def _request_class(self, key: SessionKey) -> type[ClientRequest]:
+        """The request class for a session of *key* while policies exist (see ``policed_request_class``)."""
+        base = key.session_kwargs.get("request_class") or ClientRequest
+        found = self._policed.get(base)
+        if found is None:
+            found = self._policed[base] = policed_request_class(base, self._site_of)
+        return found
+
+    def _site_of(self, url: URL) -> str | None:
+        """The origin text of *url*'s site if it has a policy (for a request its policy never saw)."""
+        state = self._state_of(url)
+        return None if state is None else state.origin
 
     def policies_changed(self) -> None:
         """Sessions built so far lack the new policies: none is handed out again (those in use are

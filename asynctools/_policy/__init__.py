@@ -1,11 +1,13 @@
 """Site policies: retries, rate and concurrency limits per origin, applied as aiohttp client middlewares."""
 
+from ._bypass import PolicyBypassError, policed_request_class
 from ._config import RateLimit, RedisLimit, Retry, SitePolicy
 from ._rate import RedisLimitError
 from ._retry import RetryError
-from ._state import SiteState, SiteStats, Spelling, site_middleware
+from ._state import SiteState, SiteStats, Spelling, site_middleware, state_lookup
 
 __all__ = (
+    "PolicyBypassError",
     "RateLimit",
     "RedisLimit",
     "RedisLimitError",
@@ -15,5 +17,7 @@ __all__ = (
     "SiteState",
     "SiteStats",
     "Spelling",
+    "policed_request_class",
     "site_middleware",
+    "state_lookup",
 )

@@ -11,13 +11,14 @@ from typing import Final
 
 from aiohttp import ClientConnectionError, ClientRequest, ClientResponse
 from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
+from yarl import URL
 
-from .._keys import Origin
+from .._keys import Origin, origin_of
 from ._config import Retry, SitePolicy
 from ._rate import LocalLimiter, RedisLimiter, make_limiter
 from ._retry import RetryError, backoff, body_replayable, retry_after, retryable_error
 
-__all__ = ("SiteState", "SiteStats", "site_middleware")
+__all__ = ("SiteState", "SiteStats", "site_middleware", "state_lookup")
 
 
 @dataclass(frozen=True)
@@ -287,9 +288,24 @@ def site_middleware(
             state = _look_up(known, spelling, url.raw_host, url.port, find)
             if state is None:
                 return handler(req)
+        req.policed = True  # type: ignore[attr-defined]  # a policed_request_class request: let through
         return state._send(req, handler, state._retry)  # what state.request() awaits
 
     return site_policy
+
+
+def state_lookup(
+    known: MutableMapping[Spelling, SiteState | None], find: Callable[[Origin], SiteState | None]
+) -> Callable[[URL], SiteState | None]:
+    """The state of a URL's site as ``site_middleware`` with the same *known* and *find* finds it."""
+
+    def state_of(url: URL) -> SiteState | None:
+        spelling = (url.scheme, url.raw_authority)
+        if spelling in known:
+            return known[spelling]
+        return _look_up(known, spelling, url.raw_host, url.port, find)
+
+    return state_of
 
 
 MAX_SPELLINGS: Final = 4096  # spellings kept by a site middleware: a crawler's origins come and go
@@ -303,7 +319,7 @@ def _look_up(
     find: Callable[[Origin], SiteState | None],
 ) -> SiteState | None:
     """The state of the site spelled *spelling* (``None``: no policy, or no host), kept in *known*."""
-    state = None if host is None or port is None else find((spelling[0], host.lower(), port))
+    state = None if host is None or port is None else find(origin_of(spelling[0], host, port))
     if len(known) >= MAX_SPELLINGS:
         known.clear()
     known[spelling] = state
