@@ -14,6 +14,7 @@ from ._policy import (
     RedisLimitError,
     Retry,
     RetryError,
+    SitePausedError,
     SitePolicy,
     SiteStats,
 )
@@ -37,6 +38,7 @@ __all__ = (
     "SessionRegistry",
     "SessionStats",
     "SiteMetricsSnapshot",
+    "SitePausedError",
     "SitePolicy",
     "SiteStats",
     "attach_named_session",

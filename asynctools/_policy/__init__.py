@@ -2,6 +2,7 @@
 
 from ._bypass import PolicyBypassError, policed_request_class
 from ._config import RateLimit, RedisLimit, Retry, SitePolicy
+from ._pause import SitePausedError
 from ._rate import RedisLimitError
 from ._retry import RetryError
 from ._state import SiteState, SiteStats, Spelling, site_middleware, state_lookup
@@ -13,6 +14,7 @@ __all__ = (
     "RedisLimitError",
     "Retry",
     "RetryError",
+    "SitePausedError",
     "SitePolicy",
     "SiteState",
     "SiteStats",

@@ -15,6 +15,7 @@ from yarl import URL
 
 from .._keys import Origin, origin_of
 from ._config import Retry, SitePolicy
+from ._pause import PAUSE_STATUSES, SitePause
 from ._rate import LocalLimiter, RedisLimiter, make_limiter
 from ._retry import RetryError, backoff, body_replayable, retry_after, retryable_error
 
@@ -30,7 +31,8 @@ class SiteStats:
     cause (the status code as a string, or the exception's class name); ``gave_up``: requests that ran
     out of attempts or time; ``rate_waits`` / ``rate_wait_seconds``: requests that waited for the rate
     limit and how long in all; ``rate_waiting``: waiting now; ``redis_errors``: times Redis could not be
-    reached.
+    reached; ``pauses`` / ``pause_seconds``: times a 429 or 503 asked the whole site to wait (see
+    ``Retry``) and how long it was paused in all.
     """
 
     origin: str
@@ -43,6 +45,8 @@ class SiteStats:
     rate_wait_seconds: float
     rate_waiting: int
     redis_errors: int
+    pauses: int = 0
+    pause_seconds: float = 0.0
 
 
 class SiteState:
@@ -68,6 +72,9 @@ class SiteState:
             None if policy.rate is None else make_limiter(policy.rate, origin)
         )
         self._semaphore = None if policy.concurrency is None else asyncio.Semaphore(policy.concurrency)
+        self._pause = SitePause()
+        # How long a request may be held back by the site's pause (the default Retry's without retries).
+        self._max_wait = (policy.retry or Retry()).max_wait
         self._requests = 0
         self._attempts = 0
         self._in_flight = 0
@@ -91,6 +98,8 @@ class SiteState:
             rate_wait_seconds=figures.wait_seconds if figures else 0.0,
             rate_waiting=figures.waiting if figures else 0,
             redis_errors=figures.redis_errors if figures else 0,
+            pauses=self._pause.pauses,
+            pause_seconds=self._pause.seconds,
         )
 
     async def aclose(self) -> None:
@@ -137,10 +146,17 @@ class SiteState:
             await semaphore.acquire()
         limiter = self._limiter
         place = None
+        pause = self._pause
         # try_take(): a place free at once costs no coroutine; only a request that must wait awaits.
-        if limiter is not None and not limiter.try_take():
+        if pause.until or (limiter is not None and not limiter.try_take()):
             try:
-                place = await limiter.acquire()
+                if pause.until:  # the site asked every request to wait: this one too, before its place
+                    await pause.wait(self.origin, self._max_wait)
+                    if limiter is not None and not limiter.try_take():
+                        place = await limiter.acquire()
+                else:
+                    assert limiter is not None
+                    place = await limiter.acquire()
             except BaseException:
                 if semaphore is not None:
                     semaphore.release()
@@ -175,6 +191,10 @@ class SiteState:
                 semaphore.release()
         else:
             connection.add_callback(self._release)
+        if resp.status in PAUSE_STATUSES:
+            asked = retry_after(resp.headers, time.time())
+            if asked is not None:
+                pause.ask(asked, resp.status)
         if (
             retry is not None
             and resp.status in retry.statuses
@@ -232,10 +252,14 @@ class SiteState:
                 wait = asked if asked is not None else backoff(retry, len(failures))
                 if retry.total is None or time.monotonic() + wait - started <= retry.total:
                     self._retries[cause] += 1
+                    # A 429 or 503 that asked to wait paused the site: the next attempt waits that out,
+                    # with jitter, as every other request to the site does.
+                    paused = asked is not None and resp is not None and resp.status in PAUSE_STATUSES
                     if resp is not None:
                         resp.release()  # frees its connection (and concurrency place) before we wait
                     waits.append(wait)
-                    await asyncio.sleep(wait)
+                    if not paused:
+                        await asyncio.sleep(wait)
                     resp = error = None
                     try:
                         resp = await self._send(req, handler, None, first=False)

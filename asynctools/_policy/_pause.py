@@ -1,0 +1,86 @@
+"""A site that asked to wait: every request to it waits until then, spread so they do not all return at once.
+
+A 429 or 503 response with ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms`` speaks for the
+site, not for the one request it answers: from then on every attempt to the site on the loop, new
+requests and retries alike, waits until the time asked, then a random share of the pause again (full
+jitter, at most ``MAX_SPREAD`` seconds), so that the requests held back do not arrive in one instant and
+fill the site's next window at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Final
+
+from aiohttp import ClientError
+
+__all__ = ("PAUSE_STATUSES", "SitePause", "SitePausedError")
+
+#: The statuses whose ``Retry-After`` pauses the whole site (RFC 6585 4, RFC 9110 15.6.4).
+PAUSE_STATUSES: Final = frozenset({429, 503})
+#: The most a request held back by a pause waits past its end, so the site's next window is not flooded.
+MAX_SPREAD: Final = 1.0
+
+
+class SitePausedError(ClientError):
+    """A request was held back by its site's pause (a 429 or 503 asked every request to wait), and the
+    wait left is longer than the policy's ``Retry.max_wait``: it fails at once instead of sending.
+
+    ``site``: the origin; ``seconds``: the wait that was left; ``status``: the status that asked for it.
+    """
+
+    def __init__(self, site: str, seconds: float, status: int, max_wait: float) -> None:
+        self.site = site
+        self.seconds = seconds
+        self.status = status
+        super().__init__(
+            f"{site} asked to wait {seconds:.3g} s more (a {status} response's Retry-After), over "
+            f"max_wait={max_wait!r}: the request was not sent. Try again later, or allow a longer "
+            f"Retry(max_wait=...)"
+        )
+
+
+class SitePause:
+    """When the requests of one site may go again, and what pauses it had (``pauses``, ``seconds``).
+
+    Times are ``time.monotonic()``. Loop-bound like its ``SiteState``.
+    """
+
+    __slots__ = ("_status", "pauses", "seconds", "until")
+
+    def __init__(self) -> None:
+        self.until = 0.0  # 0.0 while none was asked: one truth test on every attempt
+        self._status = 0
+        self.pauses = 0
+        self.seconds = 0.0  # how long the site was paused, in all
+
+    def ask(self, seconds: float, status: int) -> None:
+        """A response with *status* asked the site to wait *seconds* from now."""
+        if seconds <= 0:
+            return
+        now = time.monotonic()
+        until = now + seconds
+        if until <= self.until:
+            return  # already paused for as long
+        self.pauses += 1
+        self.seconds += until - max(now, self.until)
+        self.until = until
+        self._status = status
+
+    async def wait(self, site: str, max_wait: float) -> None:
+        """Wait until the site's pause is over, then a random share of it more; return at once if none.
+
+        Raises ``SitePausedError`` when the pause left is longer than *max_wait*. Loops: a pause asked
+        while waiting (a request the last one let go was refused again) is waited for as well.
+        """
+        while True:
+            left = self.until - time.monotonic()
+            if left <= 0:
+                self.until = 0.0
+                return
+            if left > max_wait:
+                raise SitePausedError(site, left, self._status, max_wait)
+            # Full jitter over the pause's own length, at most MAX_SPREAD: short pauses stay short.
+            await asyncio.sleep(left + random.uniform(0.0, min(left, MAX_SPREAD)))  # load, not secrecy
