@@ -1,4 +1,5 @@
-"""Passwords out of what the library prints: reprs, error messages and log records."""
+"""Passwords (and tokens given as a lone user name) out of what the library prints: reprs, error
+messages and log records."""
 
 from __future__ import annotations
 
@@ -18,12 +19,16 @@ MASK: Final = "***"
 # ``?password=...``) goes too.
 _USERINFO: Final = re.compile(r"(//[^/?#:@]*:|^[^/?#:@\s]+:)[^/?#]*@")
 _QUERY_PASSWORD: Final = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+# User info without a password is often a token itself (https://TOKEN@github.com): masked whole.
+_LONE_USER: Final = re.compile(r"//[^/?#:@\s]+@")
 
 
 def redact(text: str) -> str:
-    """*text* with every URL password in it replaced by ``***``: ``http://user:***@host``."""
+    """*text* with every URL password in it replaced by ``***`` (``http://user:***@host``), and user
+    info without a password replaced whole (``https://***@host``)."""
     if "@" in text:
         text = _USERINFO.sub(rf"\1{MASK}@", text)
+        text = _LONE_USER.sub(f"//{MASK}@", text)
     if "=" in text:
         text = _QUERY_PASSWORD.sub(rf"\1{MASK}", text)
     return text
@@ -39,6 +44,8 @@ def redact_repr(value: object) -> str:
         try:
             if value.raw_password is not None:
                 value = value.with_password(MASK)
+            elif value.raw_user is not None:
+                value = value.with_user(MASK)
         except ValueError:  # a URL yarl cannot rebuild: mask its text
             pass
         return redact(repr(value))

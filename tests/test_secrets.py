@@ -52,7 +52,8 @@ def assert_untouched(registry: SessionRegistry) -> None:
         (f"unix:///tmp/r.sock?db=0&password={SECRET}", "unix:///tmp/r.sock?db=0&password=***"),
         (f"not a url //u:{SECRET}@ at all", "not a url //u:***@ at all"),
         (f"user:{SECRET}@host", "user:***@host"),  # the scheme forgotten
-        ("http://user@host/a@b", "http://user@host/a@b"),  # no password: nothing to hide
+        (f"https://{SECRET}@github.com/a@b", "https://***@github.com/a@b"),  # a token as the user name
+        ("http://host/a@b", "http://host/a@b"),  # no user info: nothing to hide
     ],
 )
 def test_redact_masks_the_password_as_written(given: str, shown: str) -> None:
@@ -63,6 +64,7 @@ def test_redact_masks_the_password_as_written(given: str, shown: str) -> None:
 def test_redact_repr_keeps_a_yarl_url_a_url() -> None:
     assert redact_repr(URL(f"http://user:{SECRET}@host/")) == "URL('http://user:***@host/')"
     assert redact_repr(URL("http://host/")) == "URL('http://host/')"
+    assert redact_repr(URL(f"https://{SECRET}@host/")) == "URL('https://***@host/')"
 
 
 # --- containers, acquire(), session() and bad URLs -------------------------------------------------
@@ -80,6 +82,13 @@ async def test_a_container_repr_hides_the_password_detached_and_attached(
         assert "attached" in repr(api)
         assert_redacted(repr(api))
     assert upstream.requests == 1
+
+
+def test_a_token_given_as_the_user_name_is_hidden_in_reprs_and_errors(registry: SessionRegistry) -> None:
+    assert_redacted(repr(Api(f"https://{SECRET}@api.example/", registry=registry)))
+    with pytest.raises(ValueError) as caught:
+        Api(f"ftp://{SECRET}@api.example/", registry=registry)
+    assert_redacted(str(caught.value))
 
 
 BAD_URLS = [
