@@ -30,8 +30,8 @@ from asynctools._policy import (
     SiteState,
     site_middleware,
 )
+from asynctools._policy._middleware import MAX_SPELLINGS
 from asynctools._policy._retry import backoff, retry_after
-from asynctools._policy._state import MAX_SPELLINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

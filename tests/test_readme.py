@@ -99,6 +99,7 @@ def test_the_recipe_shares_an_hourly_quota_retries_and_caps_concurrency() -> Non
     (recipe,) = [source for _, source in README_SNIPPETS if "RedisLimit(" in source]
     assert f'RateLimit(5000, per=3600, redis=RedisLimit("{REDIS}"))' in recipe
     assert "retry=Retry(" in recipe and "concurrency=" in recipe and "Retry-After" in recipe
+    assert "from_headers=True" in recipe  # GitHub's own quota headers are obeyed
     section = README[README.index("## Recipe") :].split("\n## ", 1)[0]
     assert f"{DOCS_SITE}policies.html" in section and len(section.splitlines()) <= 35
 

@@ -2,10 +2,11 @@
 
 from ._bypass import PolicyBypassError, policed_request_class
 from ._config import RateLimit, RedisLimit, Retry, SitePolicy
+from ._middleware import Spelling, site_middleware, state_lookup
 from ._pause import SitePausedError
 from ._rate import RedisLimitError
 from ._retry import RetryError
-from ._state import SiteState, SiteStats, Spelling, site_middleware, state_lookup
+from ._state import SiteState, SiteStats
 
 __all__ = (
     "PolicyBypassError",

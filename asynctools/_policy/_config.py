@@ -193,6 +193,10 @@ class SitePolicy:
     """What every request to one site obeys: *retry*, *rate* and *concurrency* (requests in flight).
 
     ``None`` turns a part off; the default retries (``Retry()``) with no rate or concurrency limit.
+    *from_headers*: also obey the quota the site's responses state (``X-RateLimit-*``, the IETF
+    ``RateLimit`` fields): when one says none is left, every request to the site waits for its reset,
+    and a 403 or 429 saying so is retried then (if *retry* allows and the reset is within its
+    ``max_wait``). Never more permissive than *rate*, which still holds.
     Compared by value: equal policies for one origin are one policy.
     Raises ``TypeError`` or ``ValueError`` for an argument of the wrong kind.
 
@@ -202,6 +206,7 @@ class SitePolicy:
     retry: Retry | None = field(default_factory=Retry)
     rate: RateLimit | None = None
     concurrency: int | None = None
+    from_headers: bool = False
 
     def __post_init__(self) -> None:
         if self.retry is not None and not isinstance(self.retry, Retry):
@@ -212,3 +217,5 @@ class SitePolicy:
                 f"not {self.rate!r}"
             )
         _count("SitePolicy", "concurrency", self.concurrency, minimum=1, none=True)
+        if not isinstance(self.from_headers, bool):
+            raise TypeError(f"SitePolicy(from_headers=...) must be True or False, not {self.from_headers!r}")

@@ -1,7 +1,8 @@
 """A site that asked to wait: every request to it waits until then, spread so they do not all return at once.
 
-A 429 or 503 response with ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms`` speaks for the
-site, not for the one request it answers: from then on every attempt to the site on the loop, new
+A 429 or 503 response with ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``, or (with
+``SitePolicy(from_headers=True)``) a response saying the quota is spent, speaks for the site, not for the
+one request it answers: from then on every attempt to the site on the loop, new
 requests and retries alike, waits until the time asked, then a random share of the pause again (full
 jitter, at most ``MAX_SPREAD`` seconds), so that the requests held back do not arrive in one instant and
 fill the site's next window at once.
@@ -28,17 +29,17 @@ class SitePausedError(ClientError):
     """A request was held back by its site's pause (a 429 or 503 asked every request to wait), and the
     wait left is longer than the policy's ``Retry.max_wait``: it fails at once instead of sending.
 
-    ``site``: the origin; ``seconds``: the wait that was left; ``status``: the status that asked for it.
+    ``site``: the origin; ``seconds``: the wait that was left; ``cause``: what asked for it (``"429
+    Retry-After"``, ``"X-RateLimit-Remaining: 0"``).
     """
 
-    def __init__(self, site: str, seconds: float, status: int, max_wait: float) -> None:
+    def __init__(self, site: str, seconds: float, cause: str, max_wait: float) -> None:
         self.site = site
         self.seconds = seconds
-        self.status = status
+        self.cause = cause
         super().__init__(
-            f"{site} asked to wait {seconds:.3g} s more (a {status} response's Retry-After), over "
-            f"max_wait={max_wait!r}: the request was not sent. Try again later, or allow a longer "
-            f"Retry(max_wait=...)"
+            f"{site} asked to wait {seconds:.3g} s more ({cause}), over max_wait={max_wait!r}: the "
+            f"request was not sent. Try again later, or allow a longer Retry(max_wait=...)"
         )
 
 
@@ -48,16 +49,16 @@ class SitePause:
     Times are ``time.monotonic()``. Loop-bound like its ``SiteState``.
     """
 
-    __slots__ = ("_status", "pauses", "seconds", "until")
+    __slots__ = ("_cause", "pauses", "seconds", "until")
 
     def __init__(self) -> None:
         self.until = 0.0  # 0.0 while none was asked: one truth test on every attempt
-        self._status = 0
+        self._cause = ""
         self.pauses = 0
         self.seconds = 0.0  # how long the site was paused, in all
 
-    def ask(self, seconds: float, status: int) -> None:
-        """A response with *status* asked the site to wait *seconds* from now."""
+    def ask(self, seconds: float, cause: str) -> None:
+        """A response asked the site to wait *seconds* from now, saying so in *cause*."""
         if seconds <= 0:
             return
         now = time.monotonic()
@@ -67,7 +68,7 @@ class SitePause:
         self.pauses += 1
         self.seconds += until - max(now, self.until)
         self.until = until
-        self._status = status
+        self._cause = cause
 
     async def wait(self, site: str, max_wait: float) -> None:
         """Wait until the site's pause is over, then a random share of it more; return at once if none.
@@ -81,6 +82,6 @@ class SitePause:
                 self.until = 0.0
                 return
             if left > max_wait:
-                raise SitePausedError(site, left, self._status, max_wait)
+                raise SitePausedError(site, left, self._cause, max_wait)
             # Full jitter over the pause's own length, at most MAX_SPREAD: short pauses stay short.
             await asyncio.sleep(left + random.uniform(0.0, min(left, MAX_SPREAD)))  # load, not secrecy

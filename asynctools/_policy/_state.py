@@ -1,25 +1,28 @@
-"""One site's live state under its policy, and the client middleware that applies it to each request."""
+"""One site's live state under its policy: its limits, its pause, its retries and its figures."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import ClientConnectionError, ClientRequest, ClientResponse
-from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
-from yarl import URL
+from aiohttp.client_middlewares import ClientHandlerType
 
-from .._keys import Origin, origin_of
 from ._config import Retry, SitePolicy
 from ._pause import PAUSE_STATUSES, SitePause
+from ._quota import Quota, read_quota
 from ._rate import LocalLimiter, RedisLimiter, make_limiter
 from ._retry import RetryError, backoff, body_replayable, retry_after, retryable_error
 
-__all__ = ("SiteState", "SiteStats", "site_middleware", "state_lookup")
+#: Statuses a site answers with when its quota is spent (GitHub: 403), retried after the reset with
+#: ``from_headers=True`` whatever ``Retry.statuses`` holds.
+QUOTA_STATUSES: Final = frozenset({403, 429})
+
+__all__ = ("SiteState", "SiteStats")
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,9 @@ class SiteStats:
     out of attempts or time; ``rate_waits`` / ``rate_wait_seconds``: requests that waited for the rate
     limit and how long in all; ``rate_waiting``: waiting now; ``redis_errors``: times Redis could not be
     reached; ``pauses`` / ``pause_seconds``: times a 429 or 503 asked the whole site to wait (see
-    ``Retry``) and how long it was paused in all.
+    ``Retry``) and how long it was paused in all; ``quota_remaining`` / ``quota_reset``: with
+    ``from_headers=True``, what the site's latest response said was left of its quota, and the seconds
+    to its reset from that response (``None``: not said).
     """
 
     origin: str
@@ -47,6 +52,8 @@ class SiteStats:
     redis_errors: int
     pauses: int = 0
     pause_seconds: float = 0.0
+    quota_remaining: int | None = None
+    quota_reset: float | None = None
 
 
 class SiteState:
@@ -75,6 +82,8 @@ class SiteState:
         self._pause = SitePause()
         # How long a request may be held back by the site's pause (the default Retry's without retries).
         self._max_wait = (policy.retry or Retry()).max_wait
+        self._learn = policy.from_headers
+        self._quota: Quota | None = None  # the latest a response said, with from_headers
         self._requests = 0
         self._attempts = 0
         self._in_flight = 0
@@ -100,6 +109,8 @@ class SiteState:
             redis_errors=figures.redis_errors if figures else 0,
             pauses=self._pause.pauses,
             pause_seconds=self._pause.seconds,
+            quota_remaining=None if self._quota is None else self._quota.remaining,
+            quota_reset=None if self._quota is None else self._quota.reset,
         )
 
     async def aclose(self) -> None:
@@ -191,18 +202,46 @@ class SiteState:
                 semaphore.release()
         else:
             connection.add_callback(self._release)
+        spent = False
+        if self._learn:
+            spent = self._heed_quota(resp)
         if resp.status in PAUSE_STATUSES:
             asked = retry_after(resp.headers, time.time())
             if asked is not None:
-                pause.ask(asked, resp.status)
+                pause.ask(asked, f"{resp.status} Retry-After")
         if (
             retry is not None
-            and resp.status in retry.statuses
+            and (resp.status in retry.statuses or (spent and resp.status in QUOTA_STATUSES))
             and req.method in retry.methods
             and body_replayable(req)
         ):
             return await self._retrying(req, handler, retry, started, resp, None)
         return resp
+
+    def _heed_quota(self, resp: ClientResponse) -> bool:
+        """Note the quota *resp* states; pause the site until its reset if it is spent (say whether)."""
+        quota = read_quota(resp.headers, time.time())
+        if quota is None:
+            return False
+        self._quota = quota
+        if quota.remaining > 0:
+            return False
+        if quota.reset is not None:
+            self._pause.ask(quota.reset, f"{quota.header}: 0")
+        return True
+
+    def _asked(self, resp: ClientResponse) -> float | None:
+        """Seconds *resp* asks to wait: its Retry-After, else (with from_headers) its spent quota's reset."""
+        asked = retry_after(resp.headers, time.time())
+        if asked is None and self._learn:
+            quota = read_quota(resp.headers, time.time())
+            if quota is not None and quota.remaining == 0:
+                asked = quota.reset
+        return asked
+
+    def _spent(self, resp: ClientResponse) -> bool:
+        quota = read_quota(resp.headers, time.time())
+        return quota is not None and quota.remaining == 0
 
     async def request(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Send *req* through *handler* under the policy: limits on each attempt, retries as allowed.
@@ -239,11 +278,14 @@ class SiteState:
                 failures.append(f"{cause}: {error}" if str(error) else cause)
             else:
                 assert resp is not None
-                if resp.status not in retry.statuses or method not in retry.methods:
+                if method not in retry.methods or (
+                    resp.status not in retry.statuses
+                    and not (self._learn and resp.status in QUOTA_STATUSES and self._spent(resp))
+                ):
                     return resp
                 cause = str(resp.status)
                 failures.append(f"HTTP {resp.status} {resp.reason or ''}".rstrip())
-                asked = retry_after(resp.headers, time.time())
+                asked = self._asked(resp)
             if len(failures) >= retry.attempts:
                 reason = f"{retry.attempts} attempts allowed"
             elif asked is not None and asked > retry.max_wait:
@@ -252,9 +294,9 @@ class SiteState:
                 wait = asked if asked is not None else backoff(retry, len(failures))
                 if retry.total is None or time.monotonic() + wait - started <= retry.total:
                     self._retries[cause] += 1
-                    # A 429 or 503 that asked to wait paused the site: the next attempt waits that out,
+                    # A response that asked to wait paused the site: the next attempt waits that out,
                     # with jitter, as every other request to the site does.
-                    paused = asked is not None and resp is not None and resp.status in PAUSE_STATUSES
+                    paused = asked is not None and self._pause.until > time.monotonic()
                     if resp is not None:
                         resp.release()  # frees its connection (and concurrency place) before we wait
                     waits.append(wait)
@@ -274,77 +316,3 @@ class SiteState:
                 return resp
             assert error is not None
             raise RetryError(method, req.url, tuple(failures), tuple(waits), reason) from error
-
-
-# The key of a request's site as its URL spells it: (scheme, raw authority).
-Spelling = tuple[str, str]
-
-
-def site_middleware(
-    known: MutableMapping[Spelling, SiteState | None], find: Callable[[Origin], SiteState | None]
-) -> ClientMiddlewareType:
-    """An aiohttp client middleware applying each request's site policy.
-
-    A request's site is looked up in *known* by its URL's spelling (scheme and raw authority), then, for
-    a spelling not in it, its origin (``(scheme, host, port)``, the host lower-cased, the port made
-    explicit) is asked of ``find(origin)`` and the answer kept in *known* under the spelling; ``None``
-    means a site without a policy, whose requests go straight to the next handler. *known* belongs to
-    the caller, who clears it when the answers may change (a policy added, the states closed); it is
-    cleared here too when it holds ``MAX_SPELLINGS``. Runs for every request and every redirect hop, so
-    a redirect to another site obeys that site's policy. Raises what ``SiteState.request`` raises.
-
-        session = aiohttp.ClientSession(middlewares=[site_middleware({}, lambda origin: state)])
-    """
-    get = known.get
-
-    # A plain function returning the awaitable to await (what aiohttp's middleware type asks for), not
-    # a coroutine of its own: every coroutine in the chain is created, and resumed at each of the
-    # request's waits, once per request. The spelling is two cached properties of the URL read into a
-    # tuple: taking the origin apart (host lower-cased, default port) costs as much again, and is done
-    # once per spelling, not once per request.
-    def site_policy(req: ClientRequest, handler: ClientHandlerType) -> Awaitable[ClientResponse]:
-        url = req.url
-        spelling = (url.scheme, url.raw_authority)
-        state = get(spelling)
-        if state is None:
-            if spelling in known:  # a site without a policy
-                return handler(req)
-            state = _look_up(known, spelling, url.raw_host, url.port, find)
-            if state is None:
-                return handler(req)
-        req.policed = True  # type: ignore[attr-defined]  # a policed_request_class request: let through
-        return state._send(req, handler, state._retry)  # what state.request() awaits
-
-    return site_policy
-
-
-def state_lookup(
-    known: MutableMapping[Spelling, SiteState | None], find: Callable[[Origin], SiteState | None]
-) -> Callable[[URL], SiteState | None]:
-    """The state of a URL's site as ``site_middleware`` with the same *known* and *find* finds it."""
-
-    def state_of(url: URL) -> SiteState | None:
-        spelling = (url.scheme, url.raw_authority)
-        if spelling in known:
-            return known[spelling]
-        return _look_up(known, spelling, url.raw_host, url.port, find)
-
-    return state_of
-
-
-MAX_SPELLINGS: Final = 4096  # spellings kept by a site middleware: a crawler's origins come and go
-
-
-def _look_up(
-    known: MutableMapping[Spelling, SiteState | None],
-    spelling: Spelling,
-    host: str | None,
-    port: int | None,
-    find: Callable[[Origin], SiteState | None],
-) -> SiteState | None:
-    """The state of the site spelled *spelling* (``None``: no policy, or no host), kept in *known*."""
-    state = None if host is None or port is None else find(origin_of(spelling[0], host, port))
-    if len(known) >= MAX_SPELLINGS:
-        known.clear()
-    known[spelling] = state
-    return state

@@ -1,0 +1,100 @@
+"""What a server says of its own quota: the ``X-RateLimit-*`` headers and the IETF ``RateLimit`` fields.
+
+Read for a site whose policy has ``from_headers=True``. The forms read, most specific first:
+
+- the IETF draft's structured ``RateLimit`` field (draft 08 on): items such as ``"default";r=0;t=30``
+  (``r`` remaining, ``t`` seconds to the reset), the most restrictive item counting;
+- its earlier forms: ``RateLimit: limit=100, remaining=0, reset=30`` and the separate
+  ``RateLimit-Limit`` / ``RateLimit-Remaining`` / ``RateLimit-Reset`` (seconds to the reset);
+- ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Used`` with ``X-RateLimit-Reset-After`` (seconds, as
+  Discord sends it) or ``X-RateLimit-Reset``, which servers send either as a Unix time (GitHub, Discord)
+  or as seconds from now (others): a value over a year of seconds is a Unix time, since no quota window
+  is a year long and every Unix time since 1971 is larger.
+
+A header that cannot be read is ignored, as if absent.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ("Quota", "read_quota")
+
+#: Reset values above this many seconds are Unix times, below it seconds from now.
+UNIX_TIME_FROM: Final = 365 * 86400.0
+
+_ITEM_PARAMETER: Final = re.compile(r";\s*([a-z]+)\s*=\s*([0-9.]+)")
+_LEGACY_PARAMETER: Final = re.compile(r"\b(limit|remaining|reset)\s*=\s*([0-9.]+)")
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What a response said of the site's quota: *remaining* requests, *reset* in seconds from the
+    response (``None``: not said), *limit* (``None``: not said)."""
+
+    remaining: int
+    reset: float | None
+    limit: int | None
+    header: str  # the header it was read from, for messages
+
+
+def _number(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _seconds(reset: float | None, now: float) -> float | None:
+    """A reset value as seconds from *now* (a Unix time, ``time.time()``): see ``UNIX_TIME_FROM``."""
+    if reset is None:
+        return None
+    return max(0.0, reset - now) if reset > UNIX_TIME_FROM else reset
+
+
+def _structured(field: str) -> Quota | None:
+    """The most restrictive item of a structured ``RateLimit`` field (``"name";r=N;t=S``, ...)."""
+    found: Quota | None = None
+    for item in field.split(","):
+        parameters = dict(_ITEM_PARAMETER.findall(item))
+        remaining = _number(parameters.get("r"))
+        if remaining is None:
+            continue
+        quota = Quota(int(remaining), _number(parameters.get("t")), None, "RateLimit")
+        if found is None or quota.remaining < found.remaining:
+            found = quota
+    return found
+
+
+def read_quota(headers: Mapping[str, str], now: float) -> Quota | None:
+    """The quota *headers* state, ``None`` if they state none. *now*: ``time.time()`` (for a Unix reset)."""
+    field = headers.get("RateLimit")
+    if field is not None:
+        if ";" in field:
+            return _structured(field)
+        legacy = dict(_LEGACY_PARAMETER.findall(field))
+        remaining = _number(legacy.get("remaining"))
+        if remaining is not None:
+            limit = _number(legacy.get("limit"))
+            return Quota(
+                int(remaining),
+                _number(legacy.get("reset")),
+                None if limit is None else int(limit),
+                "RateLimit",
+            )
+    for prefix in ("RateLimit-", "X-RateLimit-"):
+        remaining = _number(headers.get(f"{prefix}Remaining"))
+        if remaining is None:
+            continue
+        limit = _number(headers.get(f"{prefix}Limit"))
+        after = _number(headers.get(f"{prefix}Reset-After"))
+        reset = after if after is not None else _seconds(_number(headers.get(f"{prefix}Reset")), now)
+        return Quota(int(remaining), reset, None if limit is None else int(limit), f"{prefix}Remaining")
+    return None
