@@ -8,6 +8,8 @@ from ._container import AbstractSessionContainer
 from ._decorators import attach_named_session, attach_session
 from ._metrics import SiteMetricsSnapshot
 from ._policy import (
+    Breaker,
+    CircuitOpenError,
     PolicyBypassError,
     RateLimit,
     RedisLimit,
@@ -26,6 +28,8 @@ __version__ = "1.0.0"
 
 __all__ = (
     "AbstractSessionContainer",
+    "Breaker",
+    "CircuitOpenError",
     "PolicyBypassError",
     "RateLimit",
     "RedisLimit",

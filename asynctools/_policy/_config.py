@@ -14,7 +14,7 @@ from typing import Literal
 
 from .._redact import redact_repr
 
-__all__ = ("RateLimit", "RedisLimit", "Retry", "SitePolicy")
+__all__ = ("Breaker", "RateLimit", "RedisLimit", "Retry", "SitePolicy")
 
 DEFAULT_STATUSES = frozenset({429, 502, 503, 504})
 # RFC 9110 9.2.2: methods whose repetition has the effect of one request (TRACE left out: nobody wants it).
@@ -58,6 +58,12 @@ class Retry:
     more than *max_wait* seconds is not retried. No retry starts that would end more than *total*
     seconds after the first attempt began (``None``: no such bound).
 
+    *budget*: the share of the site's requests that may be retried, over time (a token bucket: each
+    request adds *budget* of a retry, each retry takes one, and 10 retries a second come in whatever the
+    traffic); once spent, a failed request is not retried (its response or error is the answer), so a
+    failing site is not asked ``attempts`` times by every request. Retries that wait as the server
+    asked (``Retry-After``) spend none. ``None``: no budget.
+
     *statuses* and *methods* are sets (any iterable is accepted; kept as frozensets, methods upper-cased).
     Raises ``TypeError`` or ``ValueError`` naming the argument that is not of the right kind.
     """
@@ -69,6 +75,7 @@ class Retry:
     max_backoff: float = 10.0
     max_wait: float = 30.0
     total: float | None = 60.0
+    budget: float | None = 0.2
 
     def __post_init__(self) -> None:
         _count("Retry", "attempts", self.attempts, minimum=1)
@@ -88,6 +95,17 @@ class Retry:
         _number("Retry", "max_backoff", self.max_backoff)
         _number("Retry", "max_wait", self.max_wait)
         _number("Retry", "total", self.total, none=True)
+        budget = self.budget
+        if budget is not None and (
+            isinstance(budget, bool)
+            or not isinstance(budget, (int, float))
+            or not math.isfinite(budget)
+            or budget <= 0
+        ):
+            raise ValueError(
+                f"Retry(budget=...) must be the share of requests that may be retried, a number > 0 such "
+                f"as 0.2, or None for no budget, not {budget!r}"
+            )
 
 
 def _frozen(name: str, value: object) -> frozenset[object]:
@@ -189,6 +207,23 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class Breaker:
+    """A circuit breaker for a site: after *failures* failed attempts in a row (a connection error or a
+    5xx answer), its requests fail at once with ``CircuitOpenError`` for *cooldown* seconds, nothing
+    sent; then one probe goes, and its answer closes the breaker or opens it again.
+
+    Raises ``TypeError`` or ``ValueError`` for an argument of the wrong kind.
+    """
+
+    failures: int = 5
+    cooldown: float = 30.0
+
+    def __post_init__(self) -> None:
+        _count("Breaker", "failures", self.failures, minimum=1)
+        _number("Breaker", "cooldown", self.cooldown, positive=True)
+
+
+@dataclass(frozen=True)
 class SitePolicy:
     """What every request to one site obeys: *retry*, *rate* and *concurrency* (requests in flight).
 
@@ -196,7 +231,8 @@ class SitePolicy:
     *from_headers*: also obey the quota the site's responses state (``X-RateLimit-*``, the IETF
     ``RateLimit`` fields): when one says none is left, every request to the site waits for its reset,
     and a 403 or 429 saying so is retried then (if *retry* allows and the reset is within its
-    ``max_wait``). Never more permissive than *rate*, which still holds.
+    ``max_wait``). Never more permissive than *rate*, which still holds. *breaker*: a ``Breaker``, off
+    by default.
     Compared by value: equal policies for one origin are one policy.
     Raises ``TypeError`` or ``ValueError`` for an argument of the wrong kind.
 
@@ -207,6 +243,7 @@ class SitePolicy:
     rate: RateLimit | None = None
     concurrency: int | None = None
     from_headers: bool = False
+    breaker: Breaker | None = None
 
     def __post_init__(self) -> None:
         if self.retry is not None and not isinstance(self.retry, Retry):
@@ -217,5 +254,7 @@ class SitePolicy:
                 f"not {self.rate!r}"
             )
         _count("SitePolicy", "concurrency", self.concurrency, minimum=1, none=True)
+        if self.breaker is not None and not isinstance(self.breaker, Breaker):
+            raise TypeError(f"SitePolicy(breaker=...) must be a Breaker or None, not {self.breaker!r}")
         if not isinstance(self.from_headers, bool):
             raise TypeError(f"SitePolicy(from_headers=...) must be True or False, not {self.from_headers!r}")

@@ -12,6 +12,8 @@ from typing import Final
 from aiohttp import ClientConnectionError, ClientRequest, ClientResponse
 from aiohttp.client_middlewares import ClientHandlerType
 
+from ._breaker import CircuitBreaker
+from ._budget import RetryBudget
 from ._config import Retry, SitePolicy
 from ._pause import PAUSE_STATUSES, SitePause
 from ._quota import Quota, read_quota
@@ -37,7 +39,9 @@ class SiteStats:
     reached; ``pauses`` / ``pause_seconds``: times a 429 or 503 asked the whole site to wait (see
     ``Retry``) and how long it was paused in all; ``quota_remaining`` / ``quota_reset``: with
     ``from_headers=True``, what the site's latest response said was left of its quota, and the seconds
-    to its reset from that response (``None``: not said).
+    to its reset from that response (``None``: not said); ``budget_refusals``: retries the retry budget
+    refused; ``breaker``: ``"closed"``, ``"open"`` or ``"half-open"`` (``None`` without one) and
+    ``breaker_opened``: times it opened.
     """
 
     origin: str
@@ -54,6 +58,9 @@ class SiteStats:
     pause_seconds: float = 0.0
     quota_remaining: int | None = None
     quota_reset: float | None = None
+    budget_refusals: int = 0
+    breaker: str | None = None
+    breaker_opened: int = 0
 
 
 class SiteState:
@@ -84,6 +91,9 @@ class SiteState:
         self._max_wait = (policy.retry or Retry()).max_wait
         self._learn = policy.from_headers
         self._quota: Quota | None = None  # the latest a response said, with from_headers
+        budget = None if self._retry is None else self._retry.budget
+        self._budget = None if budget is None else RetryBudget(budget)
+        self._breaker = None if policy.breaker is None else CircuitBreaker(policy.breaker)
         self._requests = 0
         self._attempts = 0
         self._in_flight = 0
@@ -111,6 +121,9 @@ class SiteState:
             pause_seconds=self._pause.seconds,
             quota_remaining=None if self._quota is None else self._quota.remaining,
             quota_reset=None if self._quota is None else self._quota.reset,
+            budget_refusals=0 if self._budget is None else self._budget.refused,
+            breaker=None if self._breaker is None else self._breaker.state,
+            breaker_opened=0 if self._breaker is None else self._breaker.opened,
         )
 
     async def aclose(self) -> None:
@@ -150,11 +163,21 @@ class SiteState:
         """
         if first:
             self._requests += 1
+            if self._budget is not None:
+                self._budget.deposit()
+        breaker = self._breaker
+        if breaker is not None:
+            breaker.admit(self.origin)  # open: refused here, before anything is taken
         # time.monotonic(), not the loop's time (a Python call more): only differences are used.
         started = 0.0 if retry is None or retry.total is None else time.monotonic()
         semaphore = self._semaphore
         if semaphore is not None:
-            await semaphore.acquire()
+            try:
+                await semaphore.acquire()
+            except BaseException:
+                if breaker is not None:
+                    breaker.abandoned()  # a probe cancelled: another may go
+                raise
         limiter = self._limiter
         place = None
         pause = self._pause
@@ -171,6 +194,8 @@ class SiteState:
             except BaseException:
                 if semaphore is not None:
                     semaphore.release()
+                if breaker is not None:
+                    breaker.abandoned()
                 raise
         # In flight from here: a request waiting for the rate limit has not been sent.
         self._in_flight += 1
@@ -186,11 +211,15 @@ class SiteState:
                     limiter.finish(place)
         except ClientConnectionError as exc:
             self._release()
+            if breaker is not None:
+                breaker.failed()
             if retry is None or not retryable_error(exc, req.method, retry) or not body_replayable(req):
                 raise
             failed = exc
         except BaseException:
             self._release()
+            if breaker is not None:
+                breaker.abandoned()
             raise
         if failed is not None:  # retried outside the except clause, so later errors do not chain to it
             assert retry is not None
@@ -202,6 +231,11 @@ class SiteState:
                 semaphore.release()
         else:
             connection.add_callback(self._release)
+        if breaker is not None:
+            if resp.status >= 500:
+                breaker.failed()
+            else:
+                breaker.succeeded()
         spent = False
         if self._learn:
             spent = self._heed_quota(resp)
@@ -292,7 +326,13 @@ class SiteState:
                 reason = f"the server asked to wait {asked:.3g} s, over max_wait={retry.max_wait!r}"
             else:
                 wait = asked if asked is not None else backoff(retry, len(failures))
-                if retry.total is None or time.monotonic() + wait - started <= retry.total:
+                budget = self._budget
+                if retry.total is not None and time.monotonic() + wait - started > retry.total:
+                    reason = f"waiting {wait:.3g} s more would pass total={retry.total!r}"
+                elif asked is None and budget is not None and not budget.withdraw():
+                    # Retries the server asked for (and waits out) spend nothing: they add no load.
+                    reason = f"the site's retry budget is spent (Retry(budget={budget.share!r}))"
+                else:
                     self._retries[cause] += 1
                     # A response that asked to wait paused the site: the next attempt waits that out,
                     # with jitter, as every other request to the site does.
@@ -310,7 +350,6 @@ class SiteState:
                             raise
                         error = exc
                     continue
-                reason = f"waiting {wait:.3g} s more would pass total={retry.total!r}"
             self._gave_up += 1
             if resp is not None:
                 return resp
