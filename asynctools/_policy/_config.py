@@ -48,7 +48,9 @@ def _count(owner: str, name: str, value: object, *, minimum: int, none: bool = F
 class Retry:
     """When and how to send a request again.
 
-    *attempts* counts every try, the first included (``attempts=1`` never retries). A request is retried
+    *attempts* counts every try, the first included (``attempts=1`` never retries; aiohttp itself still
+    sends an idempotent request once more when the kept-alive connection it went on turns out closed,
+    RFC 9112 9.3.1.1, and that resend passes through the policy as a request of its own). A request is retried
     after an ``aiohttp.ClientConnectionError`` other than a timeout or a TLS error, or a response whose
     status is in *statuses*, if its method is in *methods* (a connection that could not be opened at all
     is retried whatever the method: nothing was sent) and its body can be sent again (bytes, str, JSON,
