@@ -24,7 +24,7 @@ RAW = "https://raw.githubusercontent.com/cglacet/aiohttp-sessions-helpers/main/"
 REDIS = "redis://localhost:6379/0"  # the reader's Redis, as the recipe names it
 FIRST_BLOCK = """\
 python3 -m venv .venv && .venv/bin/pip install -e '.[example]' && .venv/bin/python -m example
-python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest
+bash .ci/tools && python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest
 """
 
 
