@@ -47,8 +47,9 @@ def test_it_is_a_pypi_page() -> None:
     """What it is, how to install it, an example, links: short, and nothing PyPI would break."""
     assert README.startswith("# asynctools\n")
     assert "pip install aiohttp-asynctools" in README
-    # 180 until the site policies' recipe (issue 11) earned its 30 lines.
-    assert 120 <= len(README.splitlines()) <= 185
+    # 180 until the site policies' recipe (issue 11) earned its 30 lines; 190 since the test command says
+    # what it needs and costs, and the quick loop is named (issue 24).
+    assert 120 <= len(README.splitlines()) <= 190
     assert any("AbstractSessionContainer" in s and "attach_session" in s for _, s in README_SNIPPETS)
     assert "<!-- api:start -->" not in README  # the API reference lives in the docs now
     assert f"**Documentation: {DOCS_SITE.removesuffix('en/latest/')}**" in README
