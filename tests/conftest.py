@@ -54,8 +54,10 @@ def leaks(
     tasks_before: set[asyncio.Task[Any]],
     threads_before: set[threading.Thread],
     reports: list[dict[str, Any]],
+    full_scan: bool | None = None,
 ) -> list[str]:
-    """What a test left behind: loop reports, pending tasks and timers, new threads, open sessions."""
+    """What a test left behind: loop reports, pending tasks and timers, new threads, open sessions
+    (every object scanned for them with *full_scan*, ``FULL_SCAN`` by default; else the registries')."""
     executor = getattr(loop, "_default_executor", None)  # getaddrinfo's threads belong to the loop
     pool_threads = set(getattr(executor, "_threads", ()))
     # Loop reports, pending tasks and open sessions are found as the pytest plugin's leak check finds
@@ -75,7 +77,7 @@ def leaks(
         for t in threading.enumerate()
         if t not in threads_before and t not in pool_threads and t.is_alive()
     ]
-    if FULL_SCAN:
+    if FULL_SCAN if full_scan is None else full_scan:
         problems += _describe_open_sessions()  # collects garbage first
     else:
         problems += [f"{r!r} left open: {r.stats().sessions}" for r in registries_with_open_sessions()]

@@ -8,6 +8,8 @@ import threading
 import aiohttp
 from conftest import leaks
 
+import asynctools
+
 
 async def test_the_guard_catches_a_leaked_session_task_timer_thread_and_loop_report() -> None:
     loop = asyncio.get_running_loop()
@@ -20,7 +22,7 @@ async def test_the_guard_catches_a_leaked_session_task_timer_thread_and_loop_rep
     thread = threading.Thread(target=stop.wait)
     thread.start()
     try:
-        found = "\n".join(leaks(loop, tasks, threads, reports))
+        found = "\n".join(leaks(loop, tasks, threads, reports, full_scan=True))
         kinds = ("loop reported: Unclosed client session", "task left pending", "timer left scheduled")
         for kind in (*kinds, "thread left running", "session left open"):
             assert kind in found
@@ -31,7 +33,22 @@ async def test_the_guard_catches_a_leaked_session_task_timer_thread_and_loop_rep
         task.cancel()
         await asyncio.wait([task])
         await session.close()
-    assert leaks(loop, tasks, threads, []) == []
+    assert leaks(loop, tasks, threads, [], full_scan=True) == []
+
+
+async def test_without_the_full_scan_the_guard_asks_the_registries() -> None:
+    loop = asyncio.get_running_loop()
+    tasks, threads = asyncio.all_tasks(), set(threading.enumerate())
+    registry = asynctools.SessionRegistry(idle_timeout=0)  # no idle timer: the open session alone
+    lease = registry.session("http://127.0.0.1:9/")
+    await lease.__aenter__()
+    try:
+        found = leaks(loop, tasks, threads, [], full_scan=False)
+        assert len(found) == 1 and "left open" in found[0] and "127.0.0.1:9" in found[0], found
+    finally:
+        await lease.__aexit__(None, None, None)
+        await registry.close()
+    assert leaks(loop, tasks, threads, [], full_scan=False) == []
 
 
 async def test_the_guard_waits_for_asyncios_child_reaper_threads_to_end() -> None:
