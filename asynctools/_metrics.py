@@ -280,6 +280,19 @@ class SiteMetricsBook:
         # The request path asks by the URL's own (scheme, raw host, port): no normalising on a hit.
         self._by_url: dict[tuple[str, str | None, int | None], SiteMetrics] = {}
         self._observers: list[MetricsObserver] = []
+        # Where the sessions open per origin are counted live (set by the registry owning the book):
+        # None for a book of its own, whose sessions are what set_sessions() last said.
+        self._count_sessions: Callable[[], Mapping[Origin, tuple[int, int]]] | None = None
+
+    def count_sessions_with(self, count: Callable[[], Mapping[Origin, tuple[int, int]]]) -> None:
+        """Have ``sessions()`` ask *count* (open and idle sessions per origin, from any thread)."""
+        self._count_sessions = count
+
+    def sessions(self, site: SiteMetrics) -> tuple[int, int]:
+        """The sessions open for *site*, and how many of them idle: live when the owner counts them."""
+        if self._count_sessions is None:
+            return site.sessions_open, site.sessions_idle
+        return self._count_sessions().get(site.origin, (0, 0))
 
     def __repr__(self) -> str:
         return f"<SiteMetricsBook sites={len(self._sites)} untracked={self.untracked}>"

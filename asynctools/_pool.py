@@ -372,9 +372,11 @@ class LoopPool:
     # -- inspection --------------------------------------------------------------------------------
 
     def session_counts(self) -> dict[Origin, tuple[int, int]]:
-        """How many sessions are open, and how many of those idle, per origin (sessions without one apart)."""
+        """How many sessions are open, and how many of those idle, per origin (sessions without one
+        apart). Safe to call from another thread."""
         counts: dict[Origin, tuple[int, int]] = {}
-        for session, entry in self._entries.items():
+        # list(): one C-level copy, so that another thread (an exporter's) never sees the dict change.
+        for session, entry in list(self._entries.items()):
             origin = entry.key.origin
             if origin is not None and not session.closed:
                 open_, idle = counts.get(origin, (0, 0))

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import ClientSession, TraceConfig
 
-from ._keys import SessionKey, make_key
+from ._keys import Origin, SessionKey, make_key
 from ._lease import Entry, Lease, released_twice
 from ._metrics import SiteMetricsBook, metrics_trace_config
 from ._policy import SitePolicy
@@ -98,6 +98,7 @@ class SessionRegistry:
         self._trace_configs: tuple[TraceConfig, ...] = ()
         if self.metrics is not None:
             self._trace_configs = (metrics_trace_config(self.metrics.lookup),)
+            self.metrics.count_sessions_with(self._session_counts)
         self._idle_timeout = float(idle_timeout)
         self._max_idle = max_idle
         self._debug = bool(debug)
@@ -149,6 +150,18 @@ class SessionRegistry:
                 pool.policies_changed()
             elif not pool.loop.is_closed():
                 pool.loop.call_soon_threadsafe(pool.policies_changed)
+
+    def _session_counts(self) -> dict[Origin, tuple[int, int]]:
+        """Open and idle sessions per origin over every loop the registry serves (from any thread: an
+        exporter's collection runs in its own)."""
+        with self._lock:
+            pools = list(self._pools.values())
+        counts: dict[Origin, tuple[int, int]] = {}
+        for pool in pools:
+            for origin, (open_, idle) in pool.session_counts().items():
+                was_open, was_idle = counts.get(origin, (0, 0))
+                counts[origin] = (was_open + open_, was_idle + idle)
+        return counts
 
     def _site_policies(self) -> PolicyBook:
         return self._policies

@@ -99,14 +99,7 @@ class Instrumentation:
         )
         meter.create_observable_up_down_counter(
             "asynctools.client.sessions",
-            [
-                self._observe(
-                    lambda s: [
-                        (s.sessions_open - s.sessions_idle, ("asynctools.session.state", "active")),
-                        (s.sessions_idle, ("asynctools.session.state", "idle")),
-                    ]
-                )
-            ],
+            [self._observe(self._sessions)],
             unit="{session}",
             description="Sessions the registry holds open, by state (idle: kept warm with no user).",
         )
@@ -157,6 +150,14 @@ class Instrumentation:
 
     def __repr__(self) -> str:
         return f"<Instrumentation {'active' if self._active else 'stopped'} {self._book!r}>"
+
+    def _sessions(self, site: SiteMetrics) -> list[tuple[float, tuple[str, str] | None]]:
+        # Counted live by the registry as the reader collects (not what the last stats() call saw).
+        open_, idle = self._book.sessions(site)
+        return [
+            (open_ - idle, ("asynctools.session.state", "active")),
+            (idle, ("asynctools.session.state", "idle")),
+        ]
 
     def _site(self, site: SiteMetrics) -> _Attributes:
         attributes = self._attributes.get(site)

@@ -269,3 +269,26 @@ async def test_open_connections_and_connection_duration_from_the_registrys_conne
         held_server.gate.set()
         instrumentation.uninstrument()
         await registry.close()
+
+
+async def test_the_session_gauges_are_live_without_stats(server: TestServer, meters: Meters) -> None:
+    registry = SessionRegistry(metrics=True)
+    instrumentation = otel.instrument(registry, meters.provider)
+    assert server.port is not None  # started by the fixture
+    url = str(server.make_url("/"))
+
+    def sessions() -> tuple[float, float]:
+        found = {
+            p.attributes["asynctools.session.state"]: p.value
+            for p in points(meters.reader).get("asynctools.client.sessions", [])
+            if p.attributes["server.port"] == server.port
+        }
+        return found.get("active", 0), found.get("idle", 0)
+
+    async with registry.session(url):
+        held = sessions()
+    released = sessions()
+    await registry.close()
+    closed = sessions()
+    assert (held, released, closed) == ((1, 0), (0, 1), (0, 0))  # never a stats() call in between
+    instrumentation.uninstrument()
