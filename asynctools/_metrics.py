@@ -421,8 +421,12 @@ def metrics_trace_config(lookup: Callable[[URL], SiteMetrics | None]) -> TraceCo
             return
         exc = params.exception
         name = type(exc).__name__
-        # A raise_for_status error still came with a response: it counts in its status class and latency.
-        status = exc.status if isinstance(exc, ClientResponseError) and exc.status >= 100 else None
+        # raise_for_status's error is an answer, not a failure to get one: it counts in its status class
+        # and latency only, as the same answer without raise_for_status does (error.type is its status).
+        if type(exc) is ClientResponseError and exc.status >= 100:
+            _finish(ctx, site, params.method, exc.status, None)
+            return
+        status = None
         if isinstance(exc, Exception):
             site.errors[name] = site.errors.get(name, 0) + 1
         else:  # CancelledError (the caller gave up), KeyboardInterrupt: not the site's failure

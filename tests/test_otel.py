@@ -292,3 +292,20 @@ async def test_the_session_gauges_are_live_without_stats(server: TestServer, met
     closed = sessions()
     assert (held, released, closed) == ((1, 0), (0, 1), (0, 0))  # never a stats() call in between
     instrumentation.uninstrument()
+
+
+async def test_error_type_is_the_status_with_raise_for_status(server: TestServer, meters: Meters) -> None:
+    registry = SessionRegistry(metrics=True)
+    instrumentation = otel.instrument(registry, meters.provider)
+    async with registry.session(str(server.make_url("/")), raise_for_status=True) as session:
+        for code in (404, 503):
+            with pytest.raises(aiohttp.ClientResponseError):
+                await session.get(server.make_url(f"/secret-user-42/status/{code}"))
+    durations = points(meters.reader)["http.client.request.duration"]
+    assert sorted(
+        (p.attributes["http.response.status_code"], p.attributes["error.type"]) for p in durations
+    ) == [(404, "404"), (503, "503")]
+    (site,) = registry.stats().metrics
+    assert (site.responses["4xx"], site.responses["5xx"], dict(site.errors)) == (1, 1, {})
+    instrumentation.uninstrument()
+    await registry.close()
