@@ -19,6 +19,7 @@ from typing import Any, Final, Protocol
 from aiohttp import (
     ClientResponseError,
     ClientSession,
+    HttpVersion,
     TraceConfig,
     TraceConnectionCreateEndParams,
     TraceConnectionQueuedEndParams,
@@ -72,9 +73,16 @@ class MetricsObserver(Protocol):
     """
 
     def request_done(
-        self, site: SiteMetrics, method: str, status: int | None, error: str | None, seconds: float
+        self,
+        site: SiteMetrics,
+        method: str,
+        status: int | None,
+        error: str | None,
+        seconds: float,
+        version: HttpVersion | None,
     ) -> None:
-        """A request on *site* ended with a response (*status*) or an exception (*error*, its type name)."""
+        """A request on *site* ended with a response (*status*, in HTTP *version*) or an exception
+        (*error*, its type name; *version* ``None``)."""
 
     def connection_closed(self, site: SiteMetrics, seconds: float) -> None:
         """A connection to *site* (seen by a ``ConnectionTracker``) closed, *seconds* after it opened."""
@@ -363,7 +371,12 @@ class _RequestContext:
 
 
 def _finish(
-    ctx: _RequestContext, site: SiteMetrics, method: str, status: int | None, error: str | None
+    ctx: _RequestContext,
+    site: SiteMetrics,
+    method: str,
+    status: int | None,
+    error: str | None,
+    version: HttpVersion | None = None,
 ) -> None:
     elapsed = _now() - ctx.start
     ctx.site = None  # a later exception signal for this request (another TraceConfig failed) is ignored
@@ -376,7 +389,7 @@ def _finish(
         site.latency_sum += elapsed
     if site._observers:
         for observer in site._observers:
-            observer.request_done(site, method, status, error, elapsed)
+            observer.request_done(site, method, status, error, elapsed, version)
 
 
 def metrics_trace_config(lookup: Callable[[URL], SiteMetrics | None]) -> TraceConfig:
@@ -411,7 +424,8 @@ def metrics_trace_config(lookup: Callable[[URL], SiteMetrics | None]) -> TraceCo
     async def on_request_end(_: ClientSession, ctx: _RequestContext, params: TraceRequestEndParams) -> None:
         site = ctx.site
         if site is not None:
-            _finish(ctx, site, params.method, params.response.status, None)
+            response = params.response
+            _finish(ctx, site, params.method, response.status, None, response.version)
 
     async def on_request_exception(
         _: ClientSession, ctx: _RequestContext, params: TraceRequestExceptionParams

@@ -27,9 +27,14 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
         "asynctools.otel needs the OpenTelemetry API: pip install 'aiohttp-asynctools[otel]'"
     ) from exc
 
+from aiohttp import HttpVersion
+
 from ._metrics import SiteMetrics, SiteMetricsBook
 
 __all__ = ("Instrumentation", "instrument")
+
+#: The semantic conventions these instruments follow (their stable HTTP client metrics).
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.26.0"
 
 # The HTTP semantic conventions' advice for http.client.request.duration, in seconds.
 _DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -64,7 +69,7 @@ class Instrumentation:
         self._active = True
         # Site attributes are made once per site, not per request or per collection.
         self._attributes: dict[SiteMetrics, _Attributes] = {}
-        meter = get_meter("asynctools", __version__, meter_provider)
+        meter = get_meter("asynctools", __version__, meter_provider, schema_url=SCHEMA_URL)
         self.request_duration = meter.create_histogram(
             "http.client.request.duration",
             unit="s",
@@ -184,13 +189,23 @@ class Instrumentation:
         return callback
 
     def request_done(
-        self, site: SiteMetrics, method: str, status: int | None, error: str | None, seconds: float
+        self,
+        site: SiteMetrics,
+        method: str,
+        status: int | None,
+        error: str | None,
+        seconds: float,
+        version: HttpVersion | None,
     ) -> None:
         """Record one request in ``http.client.request.duration`` (called by the metrics tracer)."""
         attributes: _Attributes = {
             **self._site(site),
             "http.request.method": method if method in _KNOWN_METHODS else "_OTHER",
         }
+        if version is not None:  # "1.1", "1.0" (the conventions' spelling; "2" for HTTP/2)
+            attributes["network.protocol.version"] = (
+                f"{version.major}.{version.minor}" if version.major < 2 else str(version.major)
+            )
         if status is not None:
             attributes["http.response.status_code"] = status
         if error is not None:

@@ -415,7 +415,13 @@ async def test_observers_hear_each_finished_request(site: Site) -> None:
 
     class Observer:
         def request_done(
-            self, metrics: SiteMetrics, method: str, status: int | None, error: str | None, seconds: float
+            self,
+            metrics: SiteMetrics,
+            method: str,
+            status: int | None,
+            error: str | None,
+            seconds: float,
+            version: aiohttp.HttpVersion | None,
         ) -> None:
             heard.append((metrics, method, status, error, seconds))
 

@@ -26,6 +26,7 @@ ALLOWED_ATTRIBUTES = {
     "http.request.method",
     "http.response.status_code",
     "error.type",
+    "network.protocol.version",
     "asynctools.session.state",
     "asynctools.dns.cache",
     "http.connection.state",
@@ -70,7 +71,7 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
         return found
     for resource in data.resource_metrics:
         for scope in resource.scope_metrics:
-            assert scope.scope.name == "asynctools"
+            assert scope.scope.name == "asynctools" and scope.scope.schema_url == otel.SCHEMA_URL
             for metric in scope.metrics:
                 found.setdefault(metric.name, []).extend(metric.data.data_points)
     return found
@@ -87,7 +88,16 @@ async def test_request_duration_histogram(server: TestServer, meters: Meters) ->
     instrumentation.uninstrument()
     base = {"server.address": "127.0.0.1", "server.port": server.port, "url.scheme": "http"}
     durations = {tuple(sorted(p.attributes.items())): p for p in found["http.client.request.duration"]}
-    ok = tuple(sorted({**base, "http.request.method": "GET", "http.response.status_code": 200}.items()))
+    ok = tuple(
+        sorted(
+            {
+                **base,
+                "http.request.method": "GET",
+                "http.response.status_code": 200,
+                "network.protocol.version": "1.1",
+            }.items()
+        )
+    )
     missing = tuple(
         sorted(
             {
@@ -95,10 +105,11 @@ async def test_request_duration_histogram(server: TestServer, meters: Meters) ->
                 "http.request.method": "GET",
                 "http.response.status_code": 404,
                 "error.type": "404",
+                "network.protocol.version": "1.1",
             }.items()
         )
     )
-    # aiohttp's server refuses a method it does not know: 400, reported under the method "_OTHER".
+    # aiohttp's server refuses a method it does not know: 400 (in HTTP/1.0), under the method "_OTHER".
     other = tuple(
         sorted(
             {
@@ -106,6 +117,7 @@ async def test_request_duration_histogram(server: TestServer, meters: Meters) ->
                 "http.request.method": "_OTHER",
                 "http.response.status_code": 400,
                 "error.type": "400",
+                "network.protocol.version": "1.0",
             }.items()
         )
     )
