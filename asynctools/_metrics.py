@@ -332,8 +332,24 @@ class SiteMetricsBook:
             self._by_url[(url.scheme, url.raw_host, url.port)] = found
         return found
 
+    def forget_idle(self) -> int:
+        """Drop the figures of every site with nothing in flight, open or held (the owner closed);
+        return how many. Their counts start again from zero if they are visited again."""
+        live = self._count_sessions() if self._count_sessions is not None else {}
+        kept = {
+            origin: site
+            for origin, site in self._sites.items()
+            if site.in_flight or site.connections_active or site.connections_idle or origin in live
+        }
+        forgotten = len(self._sites) - len(kept)
+        if forgotten:
+            self._sites = kept
+            remaining = set(kept.values())
+            self._by_url = {k: s for k, s in self._by_url.items() if s in remaining}
+        return forgotten
+
     def sites(self) -> tuple[SiteMetrics, ...]:
-        """Every ``SiteMetrics`` made so far."""
+        """Every ``SiteMetrics`` made so far (and not forgotten since)."""
         return tuple(self._sites.values())
 
     def snapshot(self) -> tuple[SiteMetricsSnapshot, ...]:

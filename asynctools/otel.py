@@ -179,7 +179,10 @@ class Instrumentation:
             if not self._active:
                 return []
             observations = []
-            for site in self._book.sites():
+            sites = self._book.sites()
+            if len(self._attributes) > len(sites):  # sites forgotten by the book: forget theirs
+                self._attributes = {s: a for s, a in self._attributes.items() if s in set(sites)}
+            for site in sites:
                 base = self._site(site)
                 for value, extra in values(site):
                     attributes = base if extra is None else {**base, extra[0]: extra[1]}
