@@ -186,7 +186,9 @@ class SiteMetrics:
         self.queue_wait = 0.0
         self.dns_resolutions = 0
         self.dns_cache_hits = 0
-        self._latency = [0] * (_BUCKETS + 1)
+        # Bucket index -> count, only the buckets used: a site's durations fall in a few of the 99, and
+        # a crawler keeps thousands of sites (a full list would be most of a site's memory).
+        self._latency: dict[int, int] = {}
         self.latency_sum = 0.0
         self.sessions_open = 0
         self.sessions_idle = 0
@@ -226,13 +228,13 @@ class SiteMetrics:
         """
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be between 0 and 1, got {q!r}")
-        counts = list(self._latency)  # one copy, so that a concurrent write cannot skew the walk
-        total = sum(counts)
+        counts = sorted(self._latency.items())  # one copy, so that a concurrent write cannot skew the walk
+        total = sum(count for _, count in counts)
         if total == 0:
             return None
         rank = max(1, math.ceil(q * total))  # the rank-th smallest duration, 1-based
         seen = 0
-        for index, count in enumerate(counts):
+        for index, count in counts:
             seen += count
             if seen >= rank:
                 return LATENCY_BOUNDS[index] if index < _BUCKETS else math.inf
@@ -254,7 +256,7 @@ class SiteMetrics:
             queue_wait=self.queue_wait,
             dns_resolutions=self.dns_resolutions,
             dns_cache_hits=self.dns_cache_hits,
-            latency_count=sum(self._latency),
+            latency_count=sum(self._latency.values()),
             latency_sum=self.latency_sum,
             latency_p50=self.latency_quantile(0.5),
             latency_p99=self.latency_quantile(0.99),
@@ -271,10 +273,11 @@ class SiteMetrics:
 class SiteMetricsBook:
     """The ``SiteMetrics`` of every origin one owner (a registry) has seen, made on first use.
 
-    ``lookup`` is what ``metrics_trace_config`` takes. Requests to new origins beyond *max_sites* are not
-    counted (a session built without a URL may be sent anywhere, and memory must stay bounded); they
-    are counted in ``untracked`` instead (and so are new connections to them, seen by a
-    ``ConnectionTracker``).
+    ``lookup`` is what ``metrics_trace_config`` takes. Memory stays bounded (a session built without a
+    URL may be sent anywhere): a new origin beyond *max_sites* makes room by dropping the figures of the
+    sites seen first that have nothing in flight, open or held (an eighth of *max_sites* at a time);
+    when every site is busy, its requests are not counted but in ``untracked`` (and so are new
+    connections to it, seen by a ``ConnectionTracker``). About 800 bytes a site.
 
     Raises ``ValueError`` for *max_sites* below 1.
     """
@@ -324,7 +327,7 @@ class SiteMetricsBook:
         origin = origin_of(url.scheme, host, port)
         found = self._sites.get(origin)
         if found is None:
-            if len(self._sites) >= self.max_sites:
+            if len(self._sites) >= self.max_sites and not self._forget(max(1, self.max_sites // 8)):
                 self.untracked += 1
                 return None
             found = self.site(origin)
@@ -335,18 +338,24 @@ class SiteMetricsBook:
     def forget_idle(self) -> int:
         """Drop the figures of every site with nothing in flight, open or held (the owner closed);
         return how many. Their counts start again from zero if they are visited again."""
+        return self._forget(len(self._sites))
+
+    def _forget(self, most: int) -> int:
+        """Drop the figures of up to *most* sites with nothing in flight, open or held, those seen first
+        first (a full book makes room so; ``max_sites // 8`` at a time, so the scan is rare)."""
         live = self._count_sessions() if self._count_sessions is not None else {}
-        kept = {
-            origin: site
-            for origin, site in self._sites.items()
-            if site.in_flight or site.connections_active or site.connections_idle or origin in live
-        }
-        forgotten = len(self._sites) - len(kept)
-        if forgotten:
-            self._sites = kept
-            remaining = set(kept.values())
-            self._by_url = {k: s for k, s in self._by_url.items() if s in remaining}
-        return forgotten
+        # list(): one C-level copy, so that another loop's thread adding a site cannot break the walk.
+        idle = [
+            origin
+            for origin, site in list(self._sites.items())
+            if not (site.in_flight or site.connections_active or site.connections_idle or origin in live)
+        ][:most]
+        if idle:
+            for origin in idle:
+                self._sites.pop(origin, None)
+            remaining = set(self._sites.values())
+            self._by_url = {k: s for k, s in list(self._by_url.items()) if s in remaining}
+        return len(idle)
 
     def sites(self) -> tuple[SiteMetrics, ...]:
         """Every ``SiteMetrics`` made so far (and not forgotten since)."""
@@ -401,7 +410,8 @@ def _finish(
         site.responses[status // 100 if 100 <= status <= 599 else 0] += 1
         # The bucket whose inclusive upper bound is the first >= elapsed: bisecting the bounds (C code, ~7
         # comparisons) costs a third of computing a logarithm and rounding it.
-        site._latency[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
+        latency, index = site._latency, bisect_left(LATENCY_BOUNDS, elapsed)
+        latency[index] = latency.get(index, 0) + 1
         site.latency_sum += elapsed
     if site._observers:
         for observer in site._observers:

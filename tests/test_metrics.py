@@ -297,7 +297,7 @@ async def test_latency_percentiles_within_bucket_bounds(site: Site) -> None:
 def fill_histogram(metrics: SiteMetrics, counts: dict[int, int]) -> None:
     """Put *counts* (bucket index: how many durations) in the histogram, as finished requests would."""
     for index, count in counts.items():
-        metrics._latency[index] += count
+        metrics._latency[index] = metrics._latency.get(index, 0) + count
 
 
 def test_histogram_quantiles_unit() -> None:
@@ -378,6 +378,7 @@ def test_book_normalises_origins_and_bounds_sites() -> None:
     assert book.lookup(URL("HTTP://EXAMPLE.com/")) is a
     b = book.lookup(URL("https://example.com/"))
     assert b is not None and b is not a and b.origin_text() == "https://example.com"
+    a.in_flight = b.in_flight = 1  # both busy: no room can be made (the next test makes some)
     assert book.lookup(URL("http://third.example/")) is None
     assert book.untracked == 1
     assert book.lookup(URL("http://example.com:8080/")) is None  # another port is another site
@@ -519,3 +520,22 @@ def test_snapshot_connection_figures_default_to_zero() -> None:
     fields = dataclasses.asdict(snap)
     positional = SiteMetricsSnapshot(*[fields[f.name] for f in dataclasses.fields(snap)][:19])
     assert positional.connections_closed == 0  # made the way it was before these fields existed
+
+
+def test_a_full_book_makes_room_by_forgetting_the_idle_sites_seen_first() -> None:
+    book = SiteMetricsBook(max_sites=16)
+    for n in range(16):
+        site = book.lookup(URL(f"http://site-{n}.example/"))
+        assert site is not None
+    busy = book.lookup(URL("http://site-0.example/"))
+    assert busy is not None
+    busy.in_flight = 1  # a request in flight: never forgotten
+    newcomer = book.lookup(URL("http://newcomer.example/"))
+    assert newcomer is not None and book.untracked == 0
+    hosts = {site.host for site in book.sites()}
+    # Two (16 // 8) idle sites went, the first seen after the busy one; the busy one stayed.
+    assert "site-0.example" in hosts and not {"site-1.example", "site-2.example"} & hosts
+    assert len(hosts) == 15 and book.lookup(URL("http://site-1.example/")) is not book.sites()[0]
+    for site in book.sites():
+        site.in_flight = 1
+    assert book.lookup(URL("http://one-too-many.example/")) is None and book.untracked == 1
