@@ -19,6 +19,7 @@ class Failing:
 
     def __init__(self) -> None:
         self.status = 503
+        self.headers: dict[str, str] = {}
         self.arrivals = 0
         self.hold = asyncio.Event()
         self.hold.set()
@@ -26,7 +27,7 @@ class Failing:
     async def handle(self, request: web.Request) -> web.Response:
         self.arrivals += 1
         await self.hold.wait()
-        return web.Response(status=self.status, text="x")
+        return web.Response(status=self.status, text="x", headers=self.headers)
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ async def test_the_breaker_opens_refuses_at_once_then_a_probe_closes_it(failing:
         probe = asyncio.ensure_future(session.get(url))
         while server.arrivals < 4:  # noqa: ASYNC110
             await asyncio.sleep(0.001)  # (polled: the server counts arrivals)
-        with pytest.raises(CircuitOpenError, match="a probe is in flight"):
+        with pytest.raises(CircuitOpenError, match="half-open \\(its probe is in flight\\)"):
             await session.get(url)
         server.status = 200
         server.hold.set()
@@ -176,3 +177,31 @@ def test_bad_budget_and_breaker_arguments_are_refused(
 ) -> None:
     with pytest.raises(error, match=match):
         make()  # type: ignore[operator]
+
+
+async def test_a_breaker_opened_by_a_requests_own_failures_returns_its_last_answer(
+    failing: tuple[Failing, str],
+) -> None:
+    server, url = failing
+    retry = Retry(attempts=5, backoff=0.001, max_backoff=0.001)
+    registry = SessionRegistry(
+        policies={url: SitePolicy(retry=retry, breaker=Breaker(failures=3, cooldown=30))}
+    )
+    async with registry.session(url) as session, session.get(url) as resp:
+        assert resp.status == 503 and await resp.text() == "x"  # the answer in hand, readable
+    site = registry.stats().sites[0]
+    assert (server.arrivals, site.attempts, dict(site.retries), site.gave_up) == (3, 3, {"503": 2}, 1)
+    await registry.close()
+
+
+async def test_retry_after_zero_spends_the_budget(failing: tuple[Failing, str]) -> None:
+    server, url = failing
+    server.headers = {"Retry-After": "0"}
+    retry = Retry(attempts=3, budget=0.1, backoff=0.001, max_backoff=0.001)
+    registry = SessionRegistry(policies={url: SitePolicy(retry=retry)})
+    async with registry.session(url) as session:
+        for _ in range(100):
+            async with session.get(url) as resp:
+                assert resp.status == 503
+    assert server.arrivals < 200 and registry.stats().sites[0].budget_refusals > 0  # 300 unbudgeted
+    await registry.close()

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from asynctools import Retry, SessionRegistry, SitePausedError, SitePolicy
+from asynctools._policy._pause import MAX_PAUSE, SitePause
 
 
 class Quota:
@@ -28,7 +29,9 @@ class Quota:
         recent = [t for t in self.accepted if t > now - self.window]
         if len(recent) >= self.limit:
             self.arrivals.append((now, self.status))
-            return web.Response(status=self.status, headers={"retry-after-ms": str(int(self.window * 1000))})
+            wait = str(int(self.window * 1000))
+            headers = {"retry-after-ms": wait, "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0.2"}
+            return web.Response(status=self.status, headers=headers)
         self.accepted.append(now)
         self.arrivals.append((now, 200))
         return web.Response(text="ok")
@@ -54,7 +57,9 @@ async def quota() -> AsyncIterator[tuple[Quota, str]]:
 
 async def test_a_refusal_pauses_the_whole_site_and_retries_are_spread(quota: tuple[Quota, str]) -> None:
     server, url = quota
-    registry = SessionRegistry(policies={url: SitePolicy(retry=Retry(attempts=20))})
+    # budget=None: pauses under a second (these are 0.3 s) spend the retry budget, which is not under test
+    retry = Retry(attempts=20, budget=None)
+    registry = SessionRegistry(policies={url: SitePolicy(retry=retry)})
     async with registry.session(url) as session:
 
         async def get() -> int:
@@ -133,3 +138,22 @@ async def test_another_sites_requests_are_not_held_back_and_a_cancelled_wait_cou
     await registry.close()
     await paused_server.close()
     await free_server.close()
+
+
+async def test_one_answer_asking_twice_is_one_pause_and_no_pause_is_endless() -> None:
+    state = Quota(limit=1, window=0.2)
+    server = await serve(state)
+    url = str(server.make_url("/"))
+    registry = SessionRegistry(policies={url: SitePolicy(retry=None, from_headers=True)})
+    async with registry.session(url) as session:
+        async with session.get(url) as resp:
+            assert resp.status == 200
+        state.status = 429
+        async with session.get(url) as resp:  # both headers: Retry-After and a spent quota
+            assert resp.status == 429
+        assert registry.stats().sites[0].pauses == 1
+    await registry.close()
+    await server.close()
+    pause = SitePause()
+    pause.ask(1e23, "429 Retry-After")
+    assert pause.seconds == pytest.approx(MAX_PAUSE) and pause.until - time.monotonic() <= MAX_PAUSE

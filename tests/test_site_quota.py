@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import math
 import time
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
 
 from asynctools import RateLimit, Retry, SessionRegistry, SitePolicy
 from asynctools._policy._quota import UNIX_TIME_FROM, read_quota
@@ -165,3 +167,36 @@ async def test_a_generous_header_never_lifts_a_stated_rate_limit(github: tuple[G
 def test_from_headers_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="from_headers"):
         SitePolicy(from_headers="yes")  # type: ignore[arg-type]
+
+
+def test_a_reset_in_unix_milliseconds_is_read_as_such() -> None:
+    quota = read_quota({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str((NOW + 2) * 1000)}, NOW)
+    assert quota is not None and quota.reset == pytest.approx(2.0)
+
+
+def test_a_unix_reset_is_measured_against_the_servers_date() -> None:
+    server_clock = NOW + 600  # the server's clock is ten minutes ahead, and says so
+    headers = {
+        "Date": email.utils.formatdate(server_clock, usegmt=True),
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(server_clock + 2),
+    }
+    quota = read_quota(headers, NOW)
+    assert quota is not None and quota.reset == pytest.approx(2.0)
+
+
+def test_a_field_on_several_lines_counts_whole_and_the_most_restrictive_value_wins() -> None:
+    two_lines = CIMultiDict([("RateLimit", '"a";r=5;t=1'), ("RateLimit", '"b";r=0;t=2')])
+    quota = read_quota(two_lines, NOW)
+    assert quota is not None and (quota.remaining, quota.reset) == (0, 2.0)
+    disagreeing = CIMultiDict(
+        [("X-RateLimit-Remaining", "5"), ("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", "2")]
+    )
+    quota = read_quota(disagreeing, NOW)
+    assert quota is not None and quota.remaining == 0
+
+
+@pytest.mark.parametrize("field", ['"d";r=0;t=1e309', '"d";r=0;t=2xyz', "limit=9, remaining=0, reset=2e9"])
+def test_a_value_that_is_not_a_number_whole_is_not_read_as_its_prefix(field: str) -> None:
+    quota = read_quota({"RateLimit": field}, NOW)
+    assert quota is None or quota.reset is None

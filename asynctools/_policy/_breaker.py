@@ -28,10 +28,14 @@ class CircuitOpenError(ClientError):
     def __init__(self, site: str, retry_in: float, failures: int) -> None:
         self.site = site
         self.retry_in = retry_in
-        when = f"a probe may go in {retry_in:.3g} s" if retry_in > 0 else "a probe is in flight"
+        state = (
+            f"open (a probe may go in {retry_in:.3g} s)"
+            if retry_in > 0
+            else "half-open (its probe is in flight)"
+        )
         super().__init__(
-            f"{site} failed {failures} attempts in a row, so its circuit breaker is open: the request "
-            f"was not sent ({when}; see SitePolicy(breaker=...))"
+            f"{site} failed {failures} attempts in a row, so its circuit breaker is {state}: the request "
+            f"was not sent (see SitePolicy(breaker=...))"
         )
 
 
@@ -46,6 +50,11 @@ class CircuitBreaker:
         self._open_until = 0.0  # time.monotonic(); 0.0 while closed
         self._probing = False
         self.opened = 0  # times it opened
+
+    @property
+    def tripped(self) -> bool:
+        """Whether it is open or half-open (a request now would be refused or be the probe)."""
+        return bool(self._open_until)
 
     @property
     def state(self) -> str:

@@ -25,8 +25,9 @@ class PolicyBypassError(ValueError):
     """A request to a site with a ``SitePolicy`` passed ``middlewares=`` of its own, which would have
     replaced the policy (aiohttp runs a request's middlewares instead of its session's).
 
-    Raised before anything is sent. Give the middlewares to the container or session instead
-    (``middlewares=`` when it is made): there they run inside the policy, on every attempt.
+    Raised before the request is written (once its connection is open). Give the middlewares to the
+    container or session instead (``middlewares=`` when it is made): there they run inside the policy,
+    on every attempt.
     """
 
     def __init__(self, method: str, url: URL, site: str) -> None:

@@ -139,6 +139,14 @@ class RedisLimit:
     prefix: str = "asynctools"
 
     def __post_init__(self) -> None:
+        try:
+            # Imported here, where the policy is stated (module import time, as a rule), not on the
+            # first request: redis-py's import takes over 0.1 s, which would stall the event loop.
+            import redis.asyncio  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - the extra is installed in the test environment
+            raise ImportError(
+                f"RedisLimit needs the 'redis' extra: pip install 'aiohttp-asynctools[redis]' ({exc})"
+            ) from exc
         if not isinstance(self.url, str):
             raise TypeError(
                 f"RedisLimit(url=...) must be a str such as 'redis://localhost:6379/0', not "

@@ -23,6 +23,9 @@ __all__ = ("PAUSE_STATUSES", "SitePause", "SitePausedError")
 PAUSE_STATUSES: Final = frozenset({429, 503})
 #: The most a request held back by a pause waits past its end, so the site's next window is not flooded.
 MAX_SPREAD: Final = 1.0
+#: The longest pause one answer can put on a site: a server asking for more (a mistake, or a quota
+#: read wrong) pauses it this long, not for ever.
+MAX_PAUSE: Final = 3600.0
 
 
 class SitePausedError(ClientError):
@@ -55,17 +58,18 @@ class SitePause:
         self.until = 0.0  # 0.0 while none was asked: one truth test on every attempt
         self._cause = ""
         self.pauses = 0
-        self.seconds = 0.0  # how long the site was paused, in all
+        self.seconds = 0.0  # how long the site was paused (asked to be, at most MAX_PAUSE a time), in all
 
     def ask(self, seconds: float, cause: str) -> None:
         """A response asked the site to wait *seconds* from now, saying so in *cause*."""
         if seconds <= 0:
             return
         now = time.monotonic()
-        until = now + seconds
+        until = now + min(seconds, MAX_PAUSE)
         if until <= self.until:
             return  # already paused for as long
-        self.pauses += 1
+        if self.until <= now:
+            self.pauses += 1  # a new pause; a longer one asked during a pause extends it
         self.seconds += until - max(now, self.until)
         self.until = until
         self._cause = cause

@@ -19,6 +19,7 @@ from aiohttp.payload import BytesPayload
 from yarl import URL
 
 from ._config import Retry
+from ._quota import server_time
 
 __all__ = ("RetryError", "backoff", "body_replayable", "retry_after", "retryable_error")
 
@@ -90,8 +91,9 @@ def backoff(retry: Retry, n: int) -> float:
 def retry_after(headers: Mapping[str, str], now: float) -> float | None:
     """Seconds a response asks to wait: ``retry-after-ms``, else ``Retry-After`` (seconds or HTTP date).
 
-    *now* is the wall-clock time (``time.time()``) an HTTP date is measured from; a date in the past is
-    0. ``None`` when no header is given or none can be read (a malformed header is ignored, as if absent).
+    An HTTP date is measured from the response's ``Date`` (the server's clock), else from *now*
+    (``time.time()``); a date in the past is 0. ``None`` when no header is given or none can be read
+    (a malformed header is ignored, as if absent).
     """
     millis = headers.get("retry-after-ms")
     if millis is not None:
@@ -113,4 +115,8 @@ def retry_after(headers: Mapping[str, str], now: float) -> float | None:
         return None
     if when.tzinfo is None:  # HTTP dates are GMT; a "-0000" zone comes back naive
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, when.timestamp() - now)
+    try:
+        # Against the server's own clock (its Date), so that the two clocks need not agree.
+        return max(0.0, when.timestamp() - server_time(headers, now))
+    except (OverflowError, ValueError):  # a date beyond what the platform's clock can hold
+        return None

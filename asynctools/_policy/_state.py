@@ -23,6 +23,8 @@ from ._retry import RetryError, backoff, body_replayable, retry_after, retryable
 #: Statuses a site answers with when its quota is spent (GitHub: 403), retried after the reset with
 #: ``from_headers=True`` whatever ``Retry.statuses`` holds.
 QUOTA_STATUSES: Final = frozenset({403, 429})
+#: A retry the server asked to wait at least this long for spends no retry budget.
+FREE_RETRY_WAIT: Final = 1.0
 
 __all__ = ("SiteState", "SiteStats")
 
@@ -322,6 +324,9 @@ class SiteState:
                 asked = self._asked(resp)
             if len(failures) >= retry.attempts:
                 reason = f"{retry.attempts} attempts allowed"
+            elif self._breaker is not None and self._breaker.tripped:
+                # The failures just seen opened the breaker: the answer (or error) in hand is the last.
+                reason = "the site's circuit breaker opened"
             elif asked is not None and asked > retry.max_wait:
                 reason = f"the server asked to wait {asked:.3g} s, over max_wait={retry.max_wait!r}"
             else:
@@ -329,8 +334,13 @@ class SiteState:
                 budget = self._budget
                 if retry.total is not None and time.monotonic() + wait - started > retry.total:
                     reason = f"waiting {wait:.3g} s more would pass total={retry.total!r}"
-                elif asked is None and budget is not None and not budget.withdraw():
-                    # Retries the server asked for (and waits out) spend nothing: they add no load.
+                elif (
+                    (asked is None or asked < FREE_RETRY_WAIT)
+                    and budget is not None
+                    and not budget.withdraw()
+                ):
+                    # A retry the server asked to wait a second or more for spends nothing: it adds no
+                    # load; one it asked for sooner (Retry-After: 0) spends as any other.
                     reason = f"the site's retry budget is spent (Retry(budget={budget.share!r}))"
                 else:
                     self._retries[cause] += 1
