@@ -335,11 +335,6 @@ class SiteMetricsBook:
             self._by_url[(url.scheme, url.raw_host, url.port)] = found
         return found
 
-    def forget_idle(self) -> int:
-        """Drop the figures of every site with nothing in flight, open or held (the owner closed);
-        return how many. Their counts start again from zero if they are visited again."""
-        return self._forget(len(self._sites))
-
     def _forget(self, most: int) -> int:
         """Drop the figures of up to *most* sites with nothing in flight, open or held, those seen first
         first (a full book makes room so; ``max_sites // 8`` at a time, so the scan is rare)."""

@@ -44,9 +44,6 @@ class PoolOwner(Protocol):
     def _forget(self, pool: LoopPool, *, loop_shut_down: bool) -> None:
         """The pool closed: it takes no new users."""
 
-    def _closed(self) -> None:
-        """A pool finished closing: its sessions and connections are closed."""
-
     def _site_policies(self) -> PolicyBook:
         """The policies of the registry's origins (the same book for the registry's lifetime)."""
 
@@ -306,7 +303,6 @@ class LoopPool:
         if self._hook is not None:
             hook, self._hook = self._hook, None
             await hook.cancel()
-        self._owner._closed()
 
     def _detach(self) -> None:
         if not self._detached:

@@ -206,12 +206,6 @@ class SessionRegistry:
             if loop_shut_down:
                 self._shut_down_loops.add(pool.loop)
 
-    def _closed(self) -> None:
-        # Closed on its last loop: the figures of sites with nothing open go, so that a crawler's
-        # registry does not keep every site it ever saw (a site visited again counts from zero).
-        if self.metrics is not None and not self._pools:
-            self.metrics.forget_idle()
-
     def _after_fork_in_child(self) -> None:
         # The parent's sessions share their sockets with the parent: never use them here, and never
         # close them (closing would shut the parent's connections); keep them referenced so that

@@ -60,18 +60,3 @@ async def test_a_default_port_site_is_one_site_in_sessions_and_metrics() -> None
     assert session.origin == site.origin == "https://api.example.com"
     assert (site.sessions_open, site.sessions_idle, site.acquisitions) == (1, 0, 2)
     await registry.close()
-
-
-async def test_the_figures_of_sites_with_nothing_open_go_when_the_registry_closes(upstream: Upstream) -> None:
-    registry = SessionRegistry(metrics=True)
-    for n in range(50):  # a crawler's origins: each visited once (an acquisition, no request)
-        async with registry.session(f"http://site-{n}.example"):
-            pass
-    assert await Echo(upstream.url(), registry=registry).status() == 200
-    assert len(registry.stats().metrics) == 51
-    await registry.close()
-    assert registry.metrics is not None and registry.metrics.sites() == ()
-    assert await Echo(upstream.url(), registry=registry).status() == 200  # counted again, from zero
-    (site,) = registry.stats().metrics
-    assert (site.requests, site.acquisitions) == (1, 1)
-    await registry.close()

@@ -60,11 +60,11 @@ class Retry:
     more than *max_wait* seconds is not retried. No retry starts that would end more than *total*
     seconds after the first attempt began (``None``: no such bound).
 
-    *budget*: the share of the site's requests that may be retried, over time (a token bucket: each
-    request adds *budget* of a retry, each retry takes one, and 10 retries a second come in whatever the
-    traffic); once spent, a failed request is not retried (its response or error is the answer), so a
-    failing site is not asked ``attempts`` times by every request. Retries that wait as the server
-    asked (``Retry-After``) spend none. ``None``: no budget.
+    *budget*: the share of the site's requests that may be retried, over a sliding 10 s window (plus 10
+    retries a second whatever the traffic); once spent, a failed request is not retried (its response
+    or error is the answer), so a failing site is not asked ``attempts`` times by every request.
+    Retries the server asked to wait a second or more for (``Retry-After``) spend none. ``None``: no
+    budget.
 
     *statuses* and *methods* are sets (any iterable is accepted; kept as frozensets, methods upper-cased).
     Raises ``TypeError`` or ``ValueError`` naming the argument that is not of the right kind.
