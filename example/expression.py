@@ -63,7 +63,10 @@ class _Parser:
                 value *= self.unary()
             else:
                 divisor = self.unary()
-                value = value / divisor if divisor else math.copysign(math.inf, value) if value else math.nan
+                if divisor:
+                    value = value / divisor
+                else:  # as IEEE 754 (and mathjs) have it: x/0 is ±inf, 0/0 and nan/0 are nan
+                    value = math.nan if value == 0 or math.isnan(value) else math.copysign(math.inf, value)
         return value
 
     def unary(self) -> float:  # unary := ("-" | "+") unary | power
