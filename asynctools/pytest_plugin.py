@@ -140,6 +140,11 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if _UNSUPPORTED is not None and _asked_everywhere(config):
         raise pytest.UsageError(f"the leak check was asked for, but {_UNSUPPORTED}")  # pragma: no cover
+    if _found is None and _asked_everywhere(config):  # pragma: no cover - pytest-asyncio is a test need
+        raise pytest.UsageError(
+            "the asynctools leak check was asked for, but it checks the async tests pytest-asyncio runs "
+            "(pytest-aiohttp's too), and pytest-asyncio is not installed"
+        )
     config.addinivalue_line(
         "markers",
         f"{_MARKER}(enabled=True): {_HELP}; asynctools_leak_check(False) opts a test out",
@@ -283,6 +288,11 @@ class _Snapshot:
     sessions: weakref.WeakSet[aiohttp.ClientSession] = field(default_factory=weakref.WeakSet)
     recorder: _Recorder | None = None
 
+    #: A test's snapshot on a loop it shares with wider-scoped fixtures (class, module, session): tasks
+    #: pending there may be theirs (a module-scoped server's keep-alive handlers), so they are left to
+    #: the scope's own check, and nothing found there is cancelled or closed (a fixture may still use it).
+    shared: bool = False
+
     def __post_init__(self) -> None:
         self.registries.append(("default_registry", default_registry))
         if self.check:
@@ -320,7 +330,7 @@ class _Snapshot:
     async def _sweep(self, other_loops: bool) -> list[str]:
         loop = self.loop
         await asyncio.sleep(0)  # let done-callbacks of the sessions just closed run
-        tasks = _pending_tasks(loop, self.tasks)
+        tasks = [] if self.shared else _pending_tasks(loop, self.tasks)
         problems = [f"task left pending: {t!r}" for t in tasks]
         with warnings.catch_warnings(record=True) as caught:
             # An "Unclosed client session" ResourceWarning raised as an error (filterwarnings = error)
@@ -334,7 +344,12 @@ class _Snapshot:
         problems += [
             f"{w.category.__name__}: {w.message}"
             for w in caught
-            if issubclass(w.category, ResourceWarning) and id(getattr(w, "source", None)) not in reported
+            if issubclass(w.category, ResourceWarning)
+            and id(getattr(w, "source", None)) not in reported
+            # An event loop some other code left unclosed (pytest-asyncio 1.1 leaks one after a sync
+            # test's asyncio.run()): not this test's, and not what the check is about.
+            and not isinstance(getattr(w, "source", None), asyncio.AbstractEventLoop)
+            and not str(w.message).startswith("unclosed event loop")
         ]
         left = [
             s
@@ -345,6 +360,8 @@ class _Snapshot:
             and id(s) not in reported
         ]
         problems += [f"session left open: {s!r}" for s in left]
+        if self.shared:
+            return problems  # a wider-scoped fixture may still use what is left: nothing is touched
         # Clean up, so that one leak is reported once.
         for task in tasks:
             task.cancel()
@@ -453,7 +470,7 @@ def _asynctools_guard(request: pytest.FixtureRequest) -> _Snapshot | None:
     if scope not in _SCOPES or (scope == "function" and not check):
         return None
     loop, held = request.getfixturevalue(f"_asynctools_{scope}_loop")
-    snapshot = _Snapshot(loop, held, check)
+    snapshot = _Snapshot(loop, held, check, shared=scope != "function")
     watch = request.config.stash[_STATE].watches.get(loop)
 
     def finish() -> None:

@@ -589,3 +589,94 @@ def test_the_entry_point_loads_the_plugin_in_a_fresh_interpreter(pytester: pytes
     pytester.makepyfile(test_plain="def test_plain(asynctools_registry):\n    assert asynctools_registry\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--asynctools-leak-check")
     result.assert_outcomes(passed=1)
+
+
+SHARED_SERVER = """
+import asyncio
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+KEEP = []
+
+
+async def hello(request):
+    return web.Response(text="hi")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def server():
+    app = web.Application()
+    app.router.add_get("/", hello)
+    async with TestServer(app) as started:
+        yield started
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_one(server, client):
+    async with client.get(server.make_url("/")) as resp:  # the server's keep-alive handler stays
+        assert await resp.text() == "hi"
+
+
+async def test_two(server, client):
+    async with client.get(server.make_url("/")) as resp:
+        assert await resp.text() == "hi"
+{leak}
+"""
+
+TASK_LEAK = """
+
+async def test_three_leaks_a_task():
+    KEEP.append(asyncio.ensure_future(asyncio.Event().wait()))
+"""
+
+
+def test_a_module_scoped_server_and_client_pass_the_check_and_a_task_leak_goes_to_the_module(
+    pytester: pytest.Pytester,
+) -> None:
+    # A wider-scoped server's handler tasks are pending between its tests: not the tests' leak, and
+    # never cancelled under the fixtures (the next request would then wait for ever).
+    ini(pytester)
+    pytester.makepyfile(test_shared=SHARED_SERVER.format(leak=""))
+    run(pytester, "--asynctools-leak-check").assert_outcomes(passed=2)
+    pytester.makepyfile(test_shared=SHARED_SERVER.format(leak=TASK_LEAK))
+    result = run(pytester, "--asynctools-leak-check")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*module test_shared.py (on its module-scoped event loop*left behind:"])
+    assert "test_three_leaks_a_task left behind" not in result.stdout.str()
+
+
+def test_an_event_loop_left_unclosed_by_others_is_not_a_tests_leak(pytester: pytest.Pytester) -> None:
+    # pytest-asyncio 1.1 leaves one unclosed after a sync test's asyncio.run(); collected during the next
+    # async test's check, its ResourceWarning is not that test's leak.
+    ini(pytester)
+    pytester.makepyfile(
+        test_loops="""
+import asyncio
+
+LOOPS = []
+
+
+async def test_a():
+    pass
+
+
+def test_leaves_a_loop_unclosed():
+    LOOPS.append(asyncio.new_event_loop())
+    LOOPS.clear()  # collected later, unclosed
+
+
+async def test_b():
+    pass
+"""
+    )
+    run(pytester, "--asynctools-leak-check").assert_outcomes(passed=3)
