@@ -646,12 +646,12 @@ def test_a_module_scoped_server_and_client_pass_the_check_and_a_task_leak_goes_t
     # A wider-scoped server's handler tasks are pending between its tests: not the tests' leak, and
     # never cancelled under the fixtures (the next request would then wait for ever).
     ini(pytester)
-    pytester.makepyfile(test_shared=SHARED_SERVER.format(leak=""))
+    pytester.makepyfile(test_inner_shared_server=SHARED_SERVER.format(leak=""))
     run(pytester, "--asynctools-leak-check").assert_outcomes(passed=2)
-    pytester.makepyfile(test_shared=SHARED_SERVER.format(leak=TASK_LEAK))
+    pytester.makepyfile(test_inner_shared_server=SHARED_SERVER.format(leak=TASK_LEAK))
     result = run(pytester, "--asynctools-leak-check")
     result.assert_outcomes(passed=3, errors=1)
-    result.stdout.fnmatch_lines(["*module test_shared.py (on its module-scoped event loop*left behind:"])
+    result.stdout.fnmatch_lines(["*module test_inner_shared_server.py (on its module-scoped*left behind:"])
     assert "test_three_leaks_a_task left behind" not in result.stdout.str()
 
 
@@ -660,7 +660,7 @@ def test_an_event_loop_left_unclosed_by_others_is_not_a_tests_leak(pytester: pyt
     # async test's check, its ResourceWarning is not that test's leak.
     ini(pytester)
     pytester.makepyfile(
-        test_loops="""
+        test_inner_unclosed_loop="""
 import asyncio
 
 LOOPS = []
