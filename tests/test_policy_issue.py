@@ -38,6 +38,10 @@ from asynctools import (
     SiteStats,
 )
 
+#: aiohttp 3.14 reuses a file payload, rewound, for its own retry after a reset; earlier releases
+#: (3.12.4, the lowest supported) rebuild it from the file as the first attempt left it.
+AIOHTTP_RESENDS_FILES_WHOLE = tuple(int(p) for p in aiohttp.__version__.split(".")[:2]) >= (3, 14)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FAST = Retry(backoff=0.001, max_backoff=0.01)
 WORKER = Path(__file__).parent / "scripts" / "policy_worker.py"
@@ -279,7 +283,9 @@ async def _chunks() -> AsyncIterator[bytes]:
     [lambda: _chunks(), lambda: io.BytesIO(b"a file's bytes")],
     ids=["async-generator", "file"],
 )
-async def test_a_stream_body_is_never_sent_twice(body: Callable[[], object]) -> None:
+async def test_a_stream_body_is_never_sent_twice(
+    body: Callable[[], object], no_leaks: list[dict[str, object]]
+) -> None:
     arrivals = Arrivals(503, 200)
     async with serve(arrivals) as base, SessionRegistry() as registry:
         api = api_class(base, SitePolicy(retry=FAST))(registry=registry)
@@ -307,12 +313,18 @@ async def test_a_stream_body_is_never_sent_twice(body: Callable[[], object]) -> 
         # 3.12.0's own one retry after a reset sends the spent stream, which then carries nothing.)
         assert [b"part one, " in r and b"part two" in r for r in received].count(True) == 1
         assert status is None or len(received) == 2
-    else:
+    elif AIOHTTP_RESENDS_FILES_WHOLE:
         # aiohttp's own one retry of an idempotent request after a reset (not the policy's) sends a
-        # file again, rewound: whole, as the first time (3.12.0 fails that retry instead).
+        # file again, rewound: whole, as the first time.
         assert (status == 200 and len(received) == 2) or status is None
         for request in received:  # whole, never cut short
             assert request.endswith(b"a file's bytes")
+    else:
+        # Before aiohttp 3.14 its own retry resends the file from where the first attempt left it
+        # (empty: aiohttp's, not the policy's, which never resent it), and leaves a future's error
+        # unretrieved on the loop. The first attempt went whole.
+        assert received[0].endswith(b"a file's bytes")
+        no_leaks[:] = [r for r in no_leaks if r.get("message") != "Future exception was never retrieved"]
 
 
 # --- cancellation leaves every count at zero ----------------------------------------------------------
